@@ -1,0 +1,226 @@
+"""Where settings and credentials come from.
+
+Order, first match wins:
+
+1. the environment (each provider's own conventional variables, e.g.
+   ``RUNPOD_API_KEY``, and runctl's ``RUNCTL_<PROVIDER>_<SETTING>``);
+2. the config file, ``config.toml`` in the runctl home;
+3. the provider's own tool's files where it has them (e.g. the vastai CLI's key file);
+4. defaults.
+
+The runctl home is ``$RUNCTL_HOME`` if set, else the user's config dir
+(``$XDG_CONFIG_HOME/runctl`` or ``~/.config/runctl`` on Linux,
+``~/Library/Application Support/runctl`` on macOS, ``%APPDATA%\\runctl`` on
+Windows). It also holds runctl's state: the local provider's resources, the
+ledger and the refreshed price catalog.
+
+A config file looks like::
+
+    default_provider = "local"
+    offer_timeout = 10        # seconds, per provider, for offers()
+    max_snapshot_age_days = 30
+
+    [providers.runpod]
+    api_key = "..."           # better: RUNPOD_API_KEY in the environment
+    base_url = "https://api.runpod.io"
+
+Secrets are held in :class:`Secret`, whose repr and str never show the value.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from .errors import ConfigurationError
+
+__all__ = ["ProviderConfig", "Secret", "Settings", "load_settings", "runctl_home"]
+
+
+class Secret:
+    """A credential. Its repr and str are masked; :meth:`reveal` gives the value.
+
+    Args:
+        value: the secret.
+        source: where it came from (e.g. ``"env RUNPOD_API_KEY"``), safe to show.
+    """
+
+    __slots__ = ("_value", "source")
+
+    def __init__(self, value: str, source: str) -> None:
+        self._value = value
+        self.source = source
+
+    def reveal(self) -> str:
+        """The secret itself. Only pass it to the provider; never log it."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return f"Secret(source={self.source!r}, value='***')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __reduce__(self) -> Any:
+        raise TypeError("a Secret cannot be pickled")
+
+
+def runctl_home(environ: Mapping[str, str] | None = None) -> Path:
+    """The directory holding runctl's config file and state."""
+    env = os.environ if environ is None else environ
+    if env.get("RUNCTL_HOME"):
+        return Path(env["RUNCTL_HOME"]).expanduser()
+    if sys.platform == "win32":  # pragma: no cover - not tested on these machines
+        return Path(env.get("APPDATA") or Path.home() / "AppData" / "Roaming") / "runctl"
+    if sys.platform == "darwin":  # pragma: no cover
+        return Path.home() / "Library" / "Application Support" / "runctl"
+    base = env.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "runctl"
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - 3.10 only
+        import tomli as tomllib
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as e:
+        raise ConfigurationError(f"{path}: cannot read config file: {e}") from e
+
+
+def _positive_number(name: str, value: object) -> float:
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        number = -1.0
+    if number <= 0:
+        raise ConfigurationError(f"config {name}: {value!r} is not a number > 0")
+    return number
+
+
+@attrs.frozen(kw_only=True)
+class ProviderConfig:
+    """Everything a provider may read to configure itself. Given to the provider's constructor.
+
+    Attributes:
+        name: the provider's name.
+        home: the runctl home; providers keep their state under ``home / name``.
+        settings: the ``[providers.<name>]`` table of the config file.
+        environ: the environment (a snapshot, so tests can pass their own).
+    """
+
+    name: str
+    home: Path
+    settings: Mapping[str, Any] = attrs.field(factory=dict)
+    environ: Mapping[str, str] = attrs.field(factory=lambda: dict(os.environ), repr=False)
+
+    @property
+    def state_dir(self) -> Path:
+        """A directory this provider may keep files in (created on demand by the provider)."""
+        return self.home / "providers" / self.name
+
+    def setting(self, key: str, *, env: tuple[str, ...] = (), default: str | None = None) -> str | None:
+        """A setting: ``env`` variables, then ``RUNCTL_<NAME>_<KEY>``, then the file, then default."""
+        names = (*env, f"RUNCTL_{self.name.upper()}_{key.upper()}")
+        for var in names:
+            value = self.environ.get(var)
+            if value:
+                return value
+        value = self.settings.get(key)
+        if value is not None:
+            return str(value)
+        return default
+
+    def secret(self, key: str, *, env: tuple[str, ...] = (), files: tuple[Path, ...] = ()) -> Secret | None:
+        """A credential: ``env`` variables, then the config file's ``key``, then ``files``.
+
+        A file's first non-empty line is the secret (as the vastai CLI stores its key).
+        """
+        for var in env:
+            value = self.environ.get(var, "").strip()
+            if value:
+                return Secret(value, f"env {var}")
+        value = self.settings.get(key)
+        if isinstance(value, str) and value.strip():
+            return Secret(value.strip(), f"config file [providers.{self.name}] {key}")
+        for path in files:
+            try:
+                text = path.expanduser().read_text()
+            except OSError:
+                continue
+            for line in text.splitlines():
+                if line.strip():
+                    return Secret(line.strip(), f"file {path}")
+        return None
+
+
+@attrs.frozen(kw_only=True)
+class Settings:
+    """runctl's own settings.
+
+    Attributes:
+        home: the runctl home.
+        default_provider: provider used when a spec names none.
+        offer_timeout: seconds each provider gets to answer ``offers()``.
+        max_snapshot_age_days: warn when the offline price snapshot is older.
+        default_ttl_hours: TTL applied to launches that set none (``None``: no TTL).
+        providers: per-provider tables from the config file.
+        environ: the environment the settings were read from.
+    """
+
+    home: Path
+    default_provider: str = "local"
+    offer_timeout: float = 10.0
+    max_snapshot_age_days: float = 30.0
+    default_ttl_hours: float | None = None
+    providers: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict)
+    environ: Mapping[str, str] = attrs.field(factory=lambda: dict(os.environ), repr=False)
+
+    def provider_config(self, name: str) -> ProviderConfig:
+        """The config handed to provider ``name``."""
+        table = self.providers.get(name, {})
+        return ProviderConfig(name=name, home=self.home, settings=table, environ=self.environ)
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Read settings from the environment and the config file.
+
+    Raises:
+        ConfigurationError: the config file is unreadable or holds a bad value.
+    """
+    env = dict(os.environ if environ is None else environ)
+    home = runctl_home(env)
+    data = _read_toml(home / "config.toml")
+    providers = data.get("providers", {})
+    if not isinstance(providers, dict):
+        raise ConfigurationError("config providers: must be a table of [providers.<name>] tables")
+
+    def pick(key: str, default: Any) -> Any:
+        return env.get(f"RUNCTL_{key.upper()}") or data.get(key, default)
+
+    ttl = pick("default_ttl_hours", None)
+    return Settings(
+        home=home,
+        default_provider=str(pick("default_provider", "local")),
+        offer_timeout=_positive_number("offer_timeout", pick("offer_timeout", 10.0)),
+        max_snapshot_age_days=_positive_number(
+            "max_snapshot_age_days", pick("max_snapshot_age_days", 30.0)
+        ),
+        default_ttl_hours=None if ttl is None else _positive_number("default_ttl_hours", ttl),
+        providers=providers,
+        environ=env,
+    )
