@@ -1,0 +1,34 @@
+"""Shared fixtures: every async test runs under asyncio and trio; each test gets its own runctl home."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def runctl_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """An empty runctl home for this test, set through RUNCTL_HOME."""
+    home = tmp_path / "runctl-home"
+    home.mkdir()
+    monkeypatch.setenv("RUNCTL_HOME", str(home))
+    yield home
+
+
+@pytest.fixture(autouse=True)
+def _no_live_credentials(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> None:
+    """Unit tests never see real credentials from the developer's environment (live tests do)."""
+    if request.node.get_closest_marker("live"):
+        return
+    for var in (
+        "RUNPOD_API_KEY", "VAST_API_KEY", "LAMBDA_API_KEY", "PAPERSPACE_API_KEY",
+        "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE",
+    ):
+        monkeypatch.delenv(var, raising=False)
