@@ -13,9 +13,9 @@ def anyio_backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True)
 def runctl_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """An empty runctl home for this test, set through RUNCTL_HOME."""
+    """An empty runctl home for every test, set through RUNCTL_HOME (never the user's)."""
     home = tmp_path / "runctl-home"
     home.mkdir()
     monkeypatch.setenv("RUNCTL_HOME", str(home))
