@@ -92,10 +92,11 @@ def _read_toml(path: Path) -> dict[str, Any]:
     if sys.version_info >= (3, 11):
         import tomllib
     else:  # pragma: no cover - 3.10 only
-        import tomli as tomllib
+        import tomli as tomllib  # type: ignore[import-not-found,unused-ignore]
     try:
         with path.open("rb") as f:
-            return tomllib.load(f)
+            data: dict[str, Any] = tomllib.load(f)
+            return data
     except FileNotFoundError:
         return {}
     except (OSError, ValueError) as e:
@@ -133,8 +134,10 @@ class ProviderConfig:
         """A directory this provider may keep files in (created on demand by the provider)."""
         return self.home / "providers" / self.name
 
-    def setting(self, key: str, *, env: tuple[str, ...] = (), default: str | None = None) -> str | None:
-        """A setting: ``env`` variables, then ``RUNCTL_<NAME>_<KEY>``, then the file, then default."""
+    def setting(
+        self, key: str, *, env: tuple[str, ...] = (), default: str | None = None
+    ) -> str | None:
+        """A setting: ``env`` vars, ``RUNCTL_<NAME>_<KEY>``, the file, then ``default``."""
         names = (*env, f"RUNCTL_{self.name.upper()}_{key.upper()}")
         for var in names:
             value = self.environ.get(var)
@@ -145,7 +148,9 @@ class ProviderConfig:
             return str(value)
         return default
 
-    def secret(self, key: str, *, env: tuple[str, ...] = (), files: tuple[Path, ...] = ()) -> Secret | None:
+    def secret(
+        self, key: str, *, env: tuple[str, ...] = (), files: tuple[Path, ...] = ()
+    ) -> Secret | None:
         """A credential: ``env`` variables, then the config file's ``key``, then ``files``.
 
         A file's first non-empty line is the secret (as the vastai CLI stores its key).
@@ -154,9 +159,9 @@ class ProviderConfig:
             value = self.environ.get(var, "").strip()
             if value:
                 return Secret(value, f"env {var}")
-        value = self.settings.get(key)
-        if isinstance(value, str) and value.strip():
-            return Secret(value.strip(), f"config file [providers.{self.name}] {key}")
+        configured = self.settings.get(key)
+        if isinstance(configured, str) and configured.strip():
+            return Secret(configured.strip(), f"config file [providers.{self.name}] {key}")
         for path in files:
             try:
                 text = path.expanduser().read_text()

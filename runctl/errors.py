@@ -28,7 +28,7 @@ attribute of these errors ever holds a credential.
     └── LifecycleError                     the resource's life did not go as asked
         ├── InvalidTransitionError         e.g. start a terminated resource
         ├── WaitTimeoutError               ``wait`` ran out of time
-        ├── ResourceEndedError             ``wait`` asked for a state the resource can no longer reach
+        ├── ResourceEndedError             ``wait``'s state can no longer be reached
         ├── BudgetExceededError            a launch would break a spending limit
         └── TerminationUnverifiedError     terminate was sent but the provider never confirmed it
 """
@@ -259,9 +259,7 @@ class InvalidTransitionError(LifecycleError):
         self.resource_id = resource_id
         self.current = current
         self.wanted = wanted
-        super().__init__(
-            f"{resource_id}: cannot go from {current.value} to {wanted.value}"
-        )
+        super().__init__(f"{resource_id}: cannot go from {current.value} to {wanted.value}")
 
 
 class WaitTimeoutError(LifecycleError):
@@ -279,7 +277,7 @@ class WaitTimeoutError(LifecycleError):
 
 
 class ResourceEndedError(LifecycleError):
-    """``wait`` asked for a state the resource can no longer reach.
+    """``wait``'s state can no longer be reached.
 
     Attributes:
         resource: the resource in its final state.

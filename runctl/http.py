@@ -60,11 +60,25 @@ logger = logging.getLogger("runctl.http")
 
 REDACTED = "***"
 _SENSITIVE_HEADERS = frozenset(
-    {"authorization", "proxy-authorization", "x-api-key", "api-key", "cookie", "set-cookie",
-     "x-auth-token", "x-slurm-user-token"}
+    {
+        "authorization",
+        "proxy-authorization",
+        "x-api-key",
+        "api-key",
+        "cookie",
+        "set-cookie",
+        "x-auth-token",
+        "x-slurm-user-token",
+    }
 )
 _SENSITIVE_PARAMS = frozenset({"api_key", "apikey", "key", "token", "access_token", "secret"})
-_REQUEST_ID_HEADERS = ("x-request-id", "request-id", "x-amzn-requestid", "x-correlation-id", "cf-ray")
+_REQUEST_ID_HEADERS = (
+    "x-request-id",
+    "request-id",
+    "x-amzn-requestid",
+    "x-correlation-id",
+    "cf-ray",
+)
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 _RETRY_STATUSES = frozenset({429, 502, 503, 504})
 _BODY_LIMIT = 2000
@@ -132,7 +146,11 @@ class RetryPolicy:
     """
 
     def __init__(
-        self, attempts: int = 5, base: float = 0.5, cap: float = 30.0, rng: random.Random | None = None
+        self,
+        attempts: int = 5,
+        base: float = 0.5,
+        cap: float = 30.0,
+        rng: random.Random | None = None,
     ) -> None:
         self.attempts = attempts
         self.base = base
@@ -280,7 +298,9 @@ class HttpApi:
         Raises:
             ProviderError: a subclass of it, mapped from the failure.
         """
-        response = await self.send(method, path, params=params, json_body=json_body, idempotent=idempotent)
+        response = await self.send(
+            method, path, params=params, json_body=json_body, idempotent=idempotent
+        )
         return self.parse(response, expect_json=expect_json)
 
     def parse(self, response: httpx.Response, *, expect_json: bool = True) -> Any:
@@ -319,7 +339,9 @@ class HttpApi:
             try:
                 response = await self._client.request(method, path, params=params, json=json_body)
             except httpx.TransportError as e:
-                reached = not isinstance(e, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout))
+                reached = not isinstance(
+                    e, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+                )
                 error = self._transport_error(method, path, e, maybe_applied=reached)
                 if attempt < self.retry.attempts and (safe_to_repeat or not reached):
                     await self._wait(attempt, None, error)
@@ -334,7 +356,7 @@ class HttpApi:
             )
             if response.status_code < 400:
                 return response
-            error = self.error_for(response)
+            failure = self.error_for(response)
             retry_after = _retry_after(response)
             # 429 means "not processed"; so does 503 with Retry-After by convention.
             not_processed = response.status_code == 429 or (
@@ -346,9 +368,9 @@ class HttpApi:
                 and (safe_to_repeat or not_processed)
                 and (retry_after is None or retry_after <= self.retry.cap)
             ):
-                await self._wait(attempt, retry_after, error)
+                await self._wait(attempt, retry_after, failure)
                 continue
-            raise error
+            raise failure
 
     async def _wait(self, attempt: int, retry_after: float | None, error: ProviderError) -> None:
         delay = retry_after if retry_after is not None else self.retry.backoff(attempt)
@@ -358,7 +380,11 @@ class HttpApi:
     def _transport_error(
         self, method: str, path: str, e: httpx.TransportError, *, maybe_applied: bool
     ) -> ProviderConnectionError:
-        kind = ProviderTimeoutError if isinstance(e, httpx.TimeoutException) else ProviderConnectionError
+        kind = (
+            ProviderTimeoutError
+            if isinstance(e, httpx.TimeoutException)
+            else ProviderConnectionError
+        )
         what = "timed out" if kind is ProviderTimeoutError else f"failed ({type(e).__name__})"
         error = kind(self.redact(f"{method} {path} {what}"), provider=self.provider)
         error.maybe_applied = maybe_applied
@@ -375,9 +401,7 @@ class HttpApi:
         """Map an error response to the error tree (the provider's ``classify`` first)."""
         body = self._body(response)
         message = _error_message(body) or response.reason_phrase or "request failed"
-        message = self.redact(
-            f"{response.request.method} {response.request.url.path}: {message}"
-        )
+        message = self.redact(f"{response.request.method} {response.request.url.path}: {message}")
         if self._classify is not None:
             refined = self._classify(response, message)
             if refined is not None:
@@ -410,7 +434,9 @@ class HttpApi:
             "body": self._body(response),
         }
 
-    async def stream_lines(self, path: str, *, params: Mapping[str, Any] | None = None) -> AsyncIterator[str]:
+    async def stream_lines(
+        self, path: str, *, params: Mapping[str, Any] | None = None
+    ) -> AsyncIterator[str]:
         """Stream a text response line by line (for log endpoints)."""
         async with self._client.stream("GET", path, params=params) as response:
             if response.status_code >= 400:

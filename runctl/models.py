@@ -89,9 +89,7 @@ _S = ResourceState
 _NEXT: dict[ResourceState, frozenset[ResourceState]] = {
     _S.PENDING: frozenset({_S.PROVISIONING, _S.RUNNING, _S.FAILED, _S.TERMINATING, _S.PREEMPTED}),
     _S.PROVISIONING: frozenset({_S.RUNNING, _S.FAILED, _S.TERMINATING, _S.PREEMPTED}),
-    _S.RUNNING: frozenset(
-        {_S.STOPPING, _S.TERMINATING, _S.SUCCEEDED, _S.FAILED, _S.PREEMPTED}
-    ),
+    _S.RUNNING: frozenset({_S.STOPPING, _S.TERMINATING, _S.SUCCEEDED, _S.FAILED, _S.PREEMPTED}),
     _S.STOPPING: frozenset({_S.STOPPED, _S.TERMINATING, _S.FAILED, _S.PREEMPTED}),
     _S.STOPPED: frozenset({_S.PENDING, _S.PROVISIONING, _S.RUNNING, _S.TERMINATING}),
     _S.TERMINATING: frozenset({_S.TERMINATED}),
@@ -156,7 +154,7 @@ def _to_tuple(value: object) -> tuple[Any, ...]:
         return ()
     if isinstance(value, str):
         return (value,)
-    if isinstance(value, Sequence) or isinstance(value, (set, frozenset)):
+    if isinstance(value, (Sequence, set, frozenset)):
         return tuple(value)
     return (value,)
 
@@ -427,31 +425,53 @@ class LaunchSpec:
 
     def __attrs_post_init__(self) -> None:
         if not self.command or not all(isinstance(a, str) for a in self.command):
-            _fail("command", self.command, "a non-empty list of strings, e.g. ['python', 'train.py']")
+            _fail(
+                "command", self.command, "a non-empty list of strings, e.g. ['python', 'train.py']"
+            )
         if self.provider is not None and (
             not isinstance(self.provider, str) or not _SLUG.match(self.provider)
         ):
             _fail("provider", self.provider, "a provider name such as 'local' or 'runpod'")
         if self.name is not None and (
-            not isinstance(self.name, str) or not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,62}", self.name)
+            not isinstance(self.name, str)
+            or not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,62}", self.name)
         ):
-            _fail("name", self.name, "1-63 lowercase letters, digits and '-', starting alphanumeric")
+            _fail(
+                "name", self.name, "1-63 lowercase letters, digits and '-', starting alphanumeric"
+            )
         for key, value in self.env.items():
             if not isinstance(key, str) or not _ENV_NAME.match(key):
-                _fail("env", key, "variable names of letters, digits and '_'",
-                      problem=f"{key!r} is not a valid variable name")
+                _fail(
+                    "env",
+                    key,
+                    "variable names of letters, digits and '_'",
+                    problem=f"{key!r} is not a valid variable name",
+                )
             if not isinstance(value, str):
-                _fail(f"env.{key}", value, "str values", problem=f"{type(value).__name__} is not a str")
+                _fail(
+                    f"env.{key}",
+                    value,
+                    "str values",
+                    problem=f"{type(value).__name__} is not a str",
+                )
         for key, value in self.tags.items():
             if not isinstance(key, str) or not _LABEL_KEY.match(key):
-                _fail("tags", key, "keys of 1-63 letters, digits, '-', '_', '.', '/'",
-                      problem=f"{key!r} is not a valid tag key")
+                _fail(
+                    "tags",
+                    key,
+                    "keys of 1-63 letters, digits, '-', '_', '.', '/'",
+                    problem=f"{key!r} is not a valid tag key",
+                )
             if not isinstance(value, str) or len(value) > 255:
                 _fail(f"tags.{key}", value, "str values of at most 255 characters")
         for key, value in self.options.items():
             if not isinstance(key, str) or not isinstance(value, str):
                 _fail("options", key, "str keys and str values")
-        if isinstance(self.gpu_count, bool) or not isinstance(self.gpu_count, int) or self.gpu_count < 0:
+        if (
+            isinstance(self.gpu_count, bool)
+            or not isinstance(self.gpu_count, int)
+            or self.gpu_count < 0
+        ):
             _fail("gpu_count", self.gpu_count, "an int >= 0")
         if self.gpu is not None and (not isinstance(self.gpu, str) or not self.gpu.strip()):
             _fail("gpu", self.gpu, "a GPU model name such as 'H100', or None")
@@ -461,11 +481,21 @@ class LaunchSpec:
             _fail("spot", self.spot, "True or False")
         if self.ttl is not None and self.ttl <= timedelta(0):
             _fail("ttl", self.ttl, "a positive duration, or None")
-        if not isinstance(self.launch_id, str) or not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", self.launch_id):
+        if not isinstance(self.launch_id, str) or not re.fullmatch(
+            r"[A-Za-z0-9_-]{1,64}", self.launch_id
+        ):
             _fail("launch_id", self.launch_id, "1-64 letters, digits, '-' and '_'")
-        if self.offer is not None and self.provider is not None and self.offer.provider != self.provider:
-            _fail("offer", self.offer.provider, f"an offer from {self.provider!r}",
-                  problem=f"offer is from {self.offer.provider!r} but provider is {self.provider!r}")
+        if (
+            self.offer is not None
+            and self.provider is not None
+            and self.offer.provider != self.provider
+        ):
+            _fail(
+                "offer",
+                self.offer.provider,
+                f"an offer from {self.provider!r}",
+                problem=f"offer is from {self.offer.provider!r} but provider is {self.provider!r}",
+            )
 
     @property
     def runctl_tags(self) -> dict[str, str]:

@@ -125,7 +125,10 @@ class Registry:
             try:
                 factory = ep.load()
             except Exception as e:
-                message = f"provider {name!r} ({ep.value} from {_dist_label(ep)}) failed to import: {type(e).__name__}: {e}"
+                message = (
+                    f"provider {name!r} ({ep.value} from {_dist_label(ep)}) failed to import: "
+                    f"{type(e).__name__}: {e}"
+                )
                 self._failures[name] = message
                 raise PluginError(message) from e
             problem = _protocol_problem(name, factory)

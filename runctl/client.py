@@ -1,0 +1,771 @@
+"""The clients: :class:`AsyncClient` (the real one) and :class:`Client` (sync facade).
+
+``AsyncClient`` runs on anyio, so it works under asyncio and trio. ``Client``
+holds one anyio blocking portal (an event loop in a helper thread) for its whole
+life and runs every call of an ``AsyncClient`` inside it; because that loop is
+its own, ``Client`` also works where an event loop already runs in the calling
+thread, as in Jupyter.
+
+Every method that takes a resource takes the :class:`~runctl.models.Resource`
+or its id. An id is resolved to its provider through: the resource itself, an
+explicit ``provider=``, the resources this client launched, the ledger of past
+launches, and last the default provider.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import math
+import threading
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Generator,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
+from contextlib import AbstractAsyncContextManager, AbstractContextManager
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, TypeVar, Union
+
+import anyio
+import anyio.from_thread
+import attrs
+
+from .config import Settings, load_settings
+from .cost import Money
+from .cost import cost as _cost
+from .errors import (
+    InvalidTransitionError,
+    ProviderTimeoutError,
+    ResourceEndedError,
+    RunctlError,
+    UnsupportedOperationError,
+    ValidationError,
+    WaitTimeoutError,
+)
+from .models import (
+    TAG_LAUNCH_ID,
+    TERMINAL_STATES,
+    LaunchSpec,
+    OfferQuery,
+    Resource,
+    ResourceState,
+)
+from .registry import Registry, default_registry
+
+if TYPE_CHECKING:
+    from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+    from .offers import OfferList
+    from .provider import Provider
+
+__all__ = ["AsyncClient", "Client", "Launch", "ResourceRef"]
+
+logger = logging.getLogger("runctl")
+
+T = TypeVar("T")
+
+ResourceRef = Union[Resource, str, "Launch"]
+"""A resource, its id, or the handle ``Client.launch`` returns."""
+
+Progress = Callable[[Resource], Awaitable[None] | None]
+
+_UNTIL_ALIASES: Mapping[str, frozenset[ResourceState]] = {
+    "finished": TERMINAL_STATES,
+    "ended": TERMINAL_STATES,
+}
+_STARTED = frozenset({ResourceState.SUCCEEDED, ResourceState.FAILED})
+_INTERRUPT_CLEANUP_SECONDS = 120.0
+
+
+def _targets(
+    until: ResourceState | str | Iterable[ResourceState | str],
+) -> frozenset[ResourceState]:
+    allowed = ", ".join([*_UNTIL_ALIASES, *(s.value for s in ResourceState)])
+    items = [until] if isinstance(until, (str, ResourceState)) else list(until)
+    states: set[ResourceState] = set()
+    for item in items:
+        if isinstance(item, ResourceState):
+            states.add(item)
+        elif isinstance(item, str) and item.lower() in _UNTIL_ALIASES:
+            states |= _UNTIL_ALIASES[item.lower()]
+        else:
+            try:
+                states.add(ResourceState(str(item).lower()))
+            except ValueError:
+                raise ValidationError(
+                    "until", f"{item!r} is not a state", allowed=allowed
+                ) from None
+    if not states:
+        raise ValidationError("until", "no state given", allowed=allowed)
+    return frozenset(states)
+
+
+async def _maybe_await(value: Awaitable[None] | None) -> None:
+    if inspect.isawaitable(value):
+        await value
+
+
+class AsyncClient:
+    """Launch, watch, and tear down compute on any registered provider.
+
+    Use it as an async context manager (it closes the providers' connections)::
+
+        async with runctl.AsyncClient() as rc:
+            async with rc.launch(spec) as res:   # terminated when the block exits
+                await rc.wait(res, until="finished")
+
+    Args:
+        settings: settings to use (default: read from the environment and config file).
+        registry: provider registry (default: the installed providers).
+        providers: ready-made provider objects by name, used instead of building them
+            from the registry (for tests and embedding).
+    """
+
+    def __init__(
+        self,
+        *,
+        settings: Settings | None = None,
+        registry: Registry | None = None,
+        providers: Mapping[str, Provider] | None = None,
+    ) -> None:
+        self.settings = settings or load_settings()
+        self._registry = registry or default_registry()
+        self._providers: dict[str, Provider] = dict(providers or {})
+        self._owned: set[str] = set()
+        self._located: dict[str, str] = {}
+        self._launch_prices: dict[str, Any] = {}
+
+    def __repr__(self) -> str:
+        return f"<AsyncClient home={str(self.settings.home)!r} providers={sorted(self._providers)}>"
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close every provider this client built."""
+        with anyio.CancelScope(shield=True):
+            for name in sorted(self._owned):
+                try:
+                    await self._providers[name].aclose()
+                except Exception:  # closing must not hide the caller's error
+                    logger.warning("closing provider %s failed", name, exc_info=True)
+            for name in self._owned:
+                self._providers.pop(name, None)
+            self._owned.clear()
+
+    # --- providers ------------------------------------------------------------------------------
+
+    def provider(self, name: str | None = None) -> Provider:
+        """The provider object ``name`` (default: the configured default), built on first use.
+
+        Raises:
+            PluginError: no such provider, or it is broken.
+        """
+        name = name or self.settings.default_provider
+        if name not in self._providers:
+            self._providers[name] = self._registry.create(name, self.settings.provider_config(name))
+            self._owned.add(name)
+        return self._providers[name]
+
+    def _usable_provider_names(self, wanted: Sequence[str]) -> tuple[list[str], dict[str, str]]:
+        names = (
+            list(wanted) if wanted else sorted(set(self._registry.names()) | set(self._providers))
+        )
+        usable, skipped = [], {}
+        for name in names:
+            if name in self._providers:
+                usable.append(name)
+                continue
+            info = next(
+                (i for i in self._registry.info(self.settings, check=True) if i.name == name), None
+            )
+            if info is None:
+                skipped[name] = "not installed"
+            elif info.error:
+                skipped[name] = info.error
+            elif info.usable is False:
+                skipped[name] = info.reason or "not usable here"
+            else:
+                usable.append(name)
+        return usable, skipped
+
+    # --- offers ---------------------------------------------------------------------------------
+
+    async def offers(
+        self,
+        query: OfferQuery | None = None,
+        *,
+        providers: Sequence[str] | None = None,
+        timeout: float | None = None,
+        live: bool = True,
+        **filters: Any,
+    ) -> OfferList:
+        """Offers across providers, filtered and sorted, cheapest first.
+
+        Live offers come from every usable provider concurrently, each within
+        ``timeout`` seconds (default: ``settings.offer_timeout``); the offline price
+        snapshot fills in for the providers that could not be asked. One failing
+        provider never hides the others: failures are on ``result.errors``.
+
+        Args:
+            query: an :class:`OfferQuery`; or pass its fields as keyword arguments.
+            providers: only these providers.
+            timeout: seconds per provider.
+            live: ask providers' APIs; ``False`` uses the snapshot only.
+
+        Returns:
+            An :class:`~runctl.offers.OfferList` (a sequence of offers with ``errors``).
+        """
+        from . import catalog
+        from . import offers as offer_search
+
+        if query is None:
+            query = OfferQuery(**filters)
+        elif filters:
+            raise ValidationError(
+                "filters",
+                "pass either an OfferQuery or keyword filters, not both",
+                allowed="query=OfferQuery(...) or gpu=..., count=...",
+            )
+        wanted = tuple(providers or query.providers)
+        limit = timeout if timeout is not None else self.settings.offer_timeout
+        live_results: dict[str, Sequence[Any]] = {}
+        failures: dict[str, BaseException] = {}
+        if live:
+            names, skipped = self._usable_provider_names(wanted)
+            for name, reason in skipped.items():
+                failures[name] = RunctlError(f"{name}: skipped ({reason})")
+
+            async def ask(name: str) -> None:
+                try:
+                    with anyio.fail_after(limit):
+                        live_results[name] = list(await self.provider(name).offers(query))
+                except TimeoutError:
+                    failures[name] = ProviderTimeoutError(
+                        f"no offers within {limit:g} s", provider=name
+                    )
+                except RunctlError as e:
+                    failures[name] = e
+                except Exception as e:  # a broken plugin must not hide the others
+                    logger.warning("provider %s failed in offers()", name, exc_info=True)
+                    failures[name] = e
+
+            async with anyio.create_task_group() as tg:
+                for name in names:
+                    tg.start_soon(ask, name)
+        snapshot = await anyio.to_thread.run_sync(catalog.load_snapshot, self.settings)
+        snapshot_offers = [o for o in snapshot.offers if not wanted or o.provider in wanted]
+        return offer_search.combine(live_results, failures, snapshot_offers, query)
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    def launch(self, spec: LaunchSpec) -> _AsyncLaunch:
+        """Launch ``spec``.
+
+        ``await rc.launch(spec)`` launches and returns the resource, which runs on
+        (detached) until terminated. ``async with rc.launch(spec) as res:``
+        terminates it when the block exits, on error and cancellation too.
+
+        A launch interrupted at any point (cancellation, timeout, Ctrl-C) leaves no
+        resource behind: one created meanwhile is terminated.
+        """
+        return _AsyncLaunch(self, spec)
+
+    async def _launch(self, spec: LaunchSpec) -> Resource:
+        name = spec.provider or (spec.offer.provider if spec.offer else None)
+        name = name or self.settings.default_provider
+        provider = self.provider(name)
+        if spec.ttl is None and self.settings.default_ttl_hours is not None:
+            from datetime import timedelta
+
+            spec = attrs.evolve(spec, ttl=timedelta(hours=self.settings.default_ttl_hours))
+        try:
+            resource = await provider.launch(spec)
+        except BaseException:
+            # Cancelled or failed mid-launch: a machine may exist that nobody will
+            # ever terminate. Look for it by launch id and remove it, shielded.
+            with anyio.CancelScope(shield=True):
+                await self._remove_partial_launch(provider, spec)
+            raise
+        if resource.price is None and spec.offer is not None:
+            resource = resource.evolve(price=spec.offer.price)
+        self._remember(resource)
+        return resource
+
+    async def _remove_partial_launch(self, provider: Provider, spec: LaunchSpec) -> None:
+        try:
+            with anyio.fail_after(60):
+                found = await provider.list(tags={TAG_LAUNCH_ID: spec.launch_id})
+                for resource in found:
+                    if not resource.is_terminal:
+                        logger.warning("terminating %s left by an interrupted launch", resource.id)
+                        await provider.terminate(resource.id)
+        except Exception:
+            logger.error(
+                "could not verify that interrupted launch %s left nothing running; "
+                "run `runctl cleanup` to check",
+                spec.launch_id,
+                exc_info=True,
+            )
+
+    def _remember(self, resource: Resource) -> None:
+        self._located[resource.id] = resource.provider
+        if resource.price is not None:
+            self._launch_prices.setdefault(resource.id, resource.price)
+
+    def _locate(self, ref: ResourceRef, provider: str | None) -> tuple[str, str]:
+        if isinstance(ref, Launch):
+            ref = ref.resource
+        if isinstance(ref, Resource):
+            return ref.id, ref.provider
+        if not isinstance(ref, str) or not ref:
+            raise ValidationError(
+                "resource", f"{ref!r} is not a resource", allowed="a Resource or its id"
+            )
+        if provider:
+            return ref, provider
+        if ref in self._located:
+            return ref, self._located[ref]
+        return ref, self.settings.default_provider
+
+    def _with_launch_price(self, resource: Resource) -> Resource:
+        if resource.price is None and resource.id in self._launch_prices:
+            return resource.evolve(price=self._launch_prices[resource.id])
+        return resource
+
+    async def get(self, resource: ResourceRef, *, provider: str | None = None) -> Resource:
+        """The resource as its provider reports it now.
+
+        Raises:
+            NotFoundError: the provider does not know it.
+        """
+        rid, name = self._locate(resource, provider)
+        found = await self.provider(name).get(rid)
+        self._remember(found)
+        return self._with_launch_price(found)
+
+    async def list(
+        self, *, providers: Sequence[str] | None = None, tags: Mapping[str, str] | None = None
+    ) -> list[Resource]:
+        """Resources runctl launched, across ``providers`` (default: every usable one)."""
+        names, _ = self._usable_provider_names(tuple(providers or ()))
+        found: list[Resource] = []
+        for name in names:
+            for resource in await self.provider(name).list(tags=tags):
+                self._remember(resource)
+                found.append(self._with_launch_price(resource))
+        return found
+
+    async def _transition(
+        self, resource: ResourceRef, provider: str | None, wanted: ResourceState, op: str
+    ) -> Resource:
+        current = await self.get(resource, provider=provider)
+        if current.state is wanted:
+            return current
+        if not current.state.can_become(wanted):
+            raise InvalidTransitionError(current.id, current.state, wanted)
+        impl = self.provider(current.provider)
+        if op in ("stop", "start") and not impl.capabilities.stop_start:
+            raise UnsupportedOperationError(current.provider, op, "see its capabilities")
+        result: Resource = await getattr(impl, op)(current.id)
+        self._remember(result)
+        return self._with_launch_price(result)
+
+    async def stop(self, resource: ResourceRef, *, provider: str | None = None) -> Resource:
+        """Stop (pause) a running resource, keeping its disk.
+
+        Raises:
+            UnsupportedOperationError: the provider cannot stop resources.
+            InvalidTransitionError: the resource cannot be stopped from its state.
+        """
+        return await self._transition(resource, provider, ResourceState.STOPPED, "stop")
+
+    async def start(self, resource: ResourceRef, *, provider: str | None = None) -> Resource:
+        """Start a stopped resource again."""
+        return await self._transition(resource, provider, ResourceState.RUNNING, "start")
+
+    async def terminate(self, resource: ResourceRef, *, provider: str | None = None) -> Resource:
+        """Terminate a resource; a no-op for one that already ended.
+
+        Returns:
+            The resource as observed after the provider accepted the request.
+        """
+        rid, name = self._locate(resource, provider)
+        impl = self.provider(name)
+        result = await impl.terminate(rid)
+        self._remember(result)
+        return self._with_launch_price(result)
+
+    async def logs(
+        self, resource: ResourceRef, *, follow: bool = False, provider: str | None = None
+    ) -> AsyncIterator[str]:
+        """The workload's output, line by line.
+
+        Args:
+            follow: keep reading as lines are written, until the resource ends.
+        """
+        rid, name = self._locate(resource, provider)
+        impl = self.provider(name)
+        if not impl.capabilities.logs:
+            raise UnsupportedOperationError(name, "logs", "see its capabilities")
+        async for line in impl.logs(rid, follow=follow):
+            yield line
+
+    async def wait(
+        self,
+        resource: ResourceRef,
+        until: ResourceState | str | Iterable[ResourceState | str] = "finished",
+        *,
+        timeout: float | None = None,
+        poll: float | None = None,
+        progress: Progress | None = None,
+        provider: str | None = None,
+    ) -> Resource:
+        """Poll until the resource reaches one of the ``until`` states.
+
+        Args:
+            until: a state, a state's name, ``"finished"`` (any terminal state), or several.
+                Waiting for ``"running"`` also returns once the workload has already
+                succeeded or failed, since it has run.
+            timeout: give up after this many seconds (``None``: never).
+            poll: seconds between polls; by default 0.2 s growing to 10 s.
+            progress: called (sync or async) with the resource each time its state changes.
+
+        Raises:
+            WaitTimeoutError: ``timeout`` passed; the last observation is on ``.resource``.
+            ResourceEndedError: the resource ended in a state that cannot reach ``until``.
+        """
+        targets = _targets(until)
+        label = until if isinstance(until, str) else "/".join(sorted(s.value for s in targets))
+        if isinstance(until, ResourceState):
+            label = until.value
+        if ResourceState.RUNNING in targets:
+            targets = targets | _STARTED
+        if timeout is not None and (not isinstance(timeout, (int, float)) or timeout < 0):
+            raise ValidationError(
+                "timeout", f"{timeout!r} is invalid", allowed="seconds >= 0, or None"
+            )
+        deadline = math.inf if timeout is None else anyio.current_time() + timeout
+        interval = poll if poll is not None else 0.2
+        last_state: ResourceState | None = None
+        while True:
+            current = await self.get(resource, provider=provider)
+            resource = current
+            if current.state is not last_state:
+                last_state = current.state
+                if progress is not None:
+                    await _maybe_await(progress(current))
+            if current.state in targets:
+                return current
+            if not any(current.state.can_become(t) for t in targets):
+                raise ResourceEndedError(current, str(label))
+            remaining = deadline - anyio.current_time()
+            if remaining <= 0:
+                raise WaitTimeoutError(current, str(label), float(timeout or 0))
+            await anyio.sleep(min(interval, remaining))
+            if poll is None:
+                interval = min(interval * 1.5, 10.0)
+
+    async def cost(self, resource: ResourceRef, *, provider: str | None = None) -> Money | None:
+        """Cost so far (running) or final cost (ended), at the price it was launched at.
+
+        A :class:`~runctl.models.Resource` passed in is priced as observed; an id is
+        looked up first. ``None`` when the launch price is unknown.
+        """
+        if isinstance(resource, Launch):
+            resource = resource.resource
+        if not isinstance(resource, Resource):
+            resource = await self.get(resource, provider=provider)
+        return _cost(self._with_launch_price(resource))
+
+
+class _AsyncLaunch(AbstractAsyncContextManager[Resource]):
+    """What ``AsyncClient.launch`` returns: awaitable, or an async context manager."""
+
+    def __init__(self, client: AsyncClient, spec: LaunchSpec) -> None:
+        self._client = client
+        self._spec = spec
+        self._resource: Resource | None = None
+
+    def __await__(self) -> Generator[Any, None, Resource]:
+        return self._client._launch(self._spec).__await__()
+
+    async def __aenter__(self) -> Resource:
+        self._resource = await self._client._launch(self._spec)
+        return self._resource
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        assert self._resource is not None
+        with anyio.CancelScope(shield=True):
+            try:
+                await self._client.terminate(self._resource)
+            except Exception:
+                if exc is None:
+                    raise
+                logger.error(
+                    "terminating %s after an error failed; run `runctl cleanup`",
+                    self._resource.id,
+                    exc_info=True,
+                )
+
+
+# --- the sync client ----------------------------------------------------------------------------
+
+
+class Launch(AbstractContextManager[Resource]):
+    """What ``Client.launch`` returns: the launched resource, and a context manager.
+
+    Attribute access is forwarded to the resource as launched (``launch.id``,
+    ``launch.state``); use ``Client.get`` for a fresh observation. Used in a
+    ``with`` block, the resource is terminated when the block exits, on error
+    and Ctrl-C too.
+    """
+
+    def __init__(self, client: Client, resource: Resource) -> None:
+        self._client = client
+        self.resource = resource
+
+    @property
+    def id(self) -> str:
+        """The provider's id of the resource."""
+        return self.resource.id
+
+    @property
+    def provider(self) -> str:
+        """The provider's name."""
+        return self.resource.provider
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.resource, name)
+
+    def __repr__(self) -> str:
+        return f"<Launch {self.resource.provider}:{self.resource.id} {self.resource.state.value}>"
+
+    def __enter__(self) -> Resource:
+        return self.resource
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            self._client.terminate(self.resource)
+        except Exception:
+            if exc is None:
+                raise
+            logger.error(
+                "terminating %s after an error failed; run `runctl cleanup`",
+                self.resource.id,
+                exc_info=True,
+            )
+
+
+class Client:
+    """The synchronous client: every method of :class:`AsyncClient`, blocking.
+
+    It runs an event loop in a helper thread for its whole life (an anyio blocking
+    portal), so it works in plain scripts and inside Jupyter, where the main thread
+    already runs a loop. Close it (or use ``with``) to stop that thread.
+
+    Ctrl-C during a call cancels the call inside the loop and waits for its
+    cleanup (a launch interrupted this way terminates what it created) before
+    ``KeyboardInterrupt`` propagates.
+
+    Args:
+        backend: ``"asyncio"`` or ``"trio"`` for the helper loop.
+        **kwargs: passed to :class:`AsyncClient`.
+    """
+
+    def __init__(self, *, backend: str = "asyncio", **kwargs: Any) -> None:
+        self._portal_cm = anyio.from_thread.start_blocking_portal(backend=backend)
+        self._portal = self._portal_cm.__enter__()
+        try:
+            self._async: AsyncClient = self._portal.call(lambda: _build(kwargs))
+        except BaseException:
+            self._portal_cm.__exit__(None, None, None)
+            raise
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"<Client home={str(self._async.settings.home)!r}>"
+
+    @property
+    def settings(self) -> Settings:
+        """The settings in use."""
+        return self._async.settings
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close providers and stop the helper thread."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._portal.call(self._async.aclose)
+        finally:
+            self._portal_cm.__exit__(None, None, None)
+
+    def _call(self, func: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
+        if self._closed:
+            raise RuntimeError("this runctl.Client is closed")
+        finished = threading.Event()
+
+        async def run() -> T:
+            try:
+                return await func(*args, **kwargs)
+            finally:
+                finished.set()
+
+        future = self._portal.start_task_soon(run)
+        try:
+            return future.result()
+        except KeyboardInterrupt:
+            # Cancel the task in the loop, then wait for its shielded cleanup (a
+            # cancelled launch terminates what it created) before giving up.
+            future.cancel()
+            finished.wait(timeout=_INTERRUPT_CLEANUP_SECONDS)
+            raise
+
+    def provider(self, name: str | None = None) -> Provider:
+        """The provider object (async; for advanced use)."""
+        return self._async.provider(name)
+
+    def offers(
+        self,
+        query: OfferQuery | None = None,
+        *,
+        providers: Sequence[str] | None = None,
+        timeout: float | None = None,
+        live: bool = True,
+        **filters: Any,
+    ) -> OfferList:
+        """See :meth:`AsyncClient.offers`."""
+        return self._call(
+            self._async.offers, query, providers=providers, timeout=timeout, live=live, **filters
+        )
+
+    def launch(self, spec: LaunchSpec) -> Launch:
+        """Launch ``spec`` and return a :class:`Launch` handle.
+
+        ``res = rc.launch(spec)`` leaves it running (detached); ``with rc.launch(spec)
+        as res:`` terminates it when the block exits.
+        """
+        return Launch(self, self._call(self._async._launch, spec))
+
+    def get(self, resource: ResourceRef, *, provider: str | None = None) -> Resource:
+        """See :meth:`AsyncClient.get`."""
+        return self._call(self._async.get, resource, provider=provider)
+
+    def list(
+        self, *, providers: Sequence[str] | None = None, tags: Mapping[str, str] | None = None
+    ) -> list[Resource]:
+        """See :meth:`AsyncClient.list`."""
+        return self._call(self._async.list, providers=providers, tags=tags)
+
+    def stop(self, resource: ResourceRef, *, provider: str | None = None) -> Resource:
+        """See :meth:`AsyncClient.stop`."""
+        return self._call(self._async.stop, resource, provider=provider)
+
+    def start(self, resource: ResourceRef, *, provider: str | None = None) -> Resource:
+        """See :meth:`AsyncClient.start`."""
+        return self._call(self._async.start, resource, provider=provider)
+
+    def terminate(self, resource: ResourceRef, *, provider: str | None = None) -> Resource:
+        """See :meth:`AsyncClient.terminate`."""
+        return self._call(self._async.terminate, resource, provider=provider)
+
+    def wait(
+        self,
+        resource: ResourceRef,
+        until: ResourceState | str | Iterable[ResourceState | str] = "finished",
+        *,
+        timeout: float | None = None,
+        poll: float | None = None,
+        progress: Callable[[Resource], None] | None = None,
+        provider: str | None = None,
+    ) -> Resource:
+        """See :meth:`AsyncClient.wait`. ``progress`` is called in the helper thread."""
+        return self._call(
+            self._async.wait,
+            resource,
+            until,
+            timeout=timeout,
+            poll=poll,
+            progress=progress,
+            provider=provider,
+        )
+
+    def cost(self, resource: ResourceRef, *, provider: str | None = None) -> Money | None:
+        """See :meth:`AsyncClient.cost`."""
+        return self._call(self._async.cost, resource, provider=provider)
+
+    def logs(
+        self, resource: ResourceRef, *, follow: bool = False, provider: str | None = None
+    ) -> Iterator[str]:
+        """See :meth:`AsyncClient.logs`; lines arrive as they are read."""
+        lines: ObjectStream[str] = self._call(_open_line_stream)
+        send, receive = lines
+
+        async def pump() -> None:
+            async with send:
+                async for line in self._async.logs(resource, follow=follow, provider=provider):
+                    await send.send(line)
+
+        async def batch() -> list[str]:
+            # One thread hop per batch of ready lines, not per line.
+            try:
+                got = [await receive.receive()]
+            except anyio.EndOfStream:
+                return []
+            while len(got) < 1000:
+                try:
+                    got.append(receive.receive_nowait())
+                except (anyio.WouldBlock, anyio.EndOfStream):
+                    break
+            return got
+
+        pumping = self._portal.start_task_soon(pump)
+        try:
+            while True:
+                got = self._call(batch)
+                if not got:
+                    break
+                yield from got
+            pumping.result()  # re-raise what the provider raised, if anything
+        finally:
+            if not pumping.done():
+                pumping.cancel()
+            if not self._closed:
+                self._portal.call(receive.aclose)
+
+
+ObjectStream = tuple["MemoryObjectSendStream[T]", "MemoryObjectReceiveStream[T]"]
+
+
+async def _open_line_stream() -> ObjectStream[str]:
+    return anyio.create_memory_object_stream[str](1000)
+
+
+async def _build(kwargs: Mapping[str, Any]) -> AsyncClient:
+    return AsyncClient(**kwargs)
