@@ -1,0 +1,55 @@
+"""Tasks: `nox -s tests lint typing docs bench reliability`."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import nox
+
+nox.options.default_venv_backend = "venv"
+nox.options.error_on_missing_interpreters = False
+nox.options.sessions = ["tests", "lint", "typing"]
+
+ROOT = Path(__file__).parent
+
+
+def _pythons() -> list[str]:
+    """The supported Pythons, read from the classifiers (one place to change)."""
+    text = (ROOT / "pyproject.toml").read_text()
+    return re.findall(r'"Programming Language :: Python :: (3\.\d+)"', text)
+
+
+@nox.session(python=_pythons())
+def tests(session: nox.Session) -> None:
+    """The test suite; every async test runs under asyncio and trio."""
+    session.install("-e", ".[test]")
+    session.run("python", "-m", "pytest", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff."""
+    session.install("ruff>=0.6")
+    session.run("ruff", "check", "runctl", "tests", "noxfile.py")
+
+
+@nox.session
+def typing(session: nox.Session) -> None:
+    """mypy --strict on the package."""
+    session.install("-e", ".[lint]")
+    session.run("mypy", "--strict", "runctl")
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Build the docs, failing on any warning."""
+    session.install("-e", ".[docs]")
+    session.run("mkdocs", "build", "--strict", "-f", "docs/mkdocs.yml")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Benchmarks; results are written to docs/benchmarks.md."""
+    session.install("-e", ".[test]")
+    session.run("python", "tests/benchmarks/run.py", *session.posargs)
