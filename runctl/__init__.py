@@ -24,6 +24,8 @@ from ._version import __version__
 TYPE_CHECKING = False
 
 if TYPE_CHECKING:
+    from typing import Any
+
     from ._convert import from_json, to_json
     from .client import AsyncClient, Client, Launch
     from .config import ProviderConfig, Secret, Settings, load_settings
@@ -67,8 +69,6 @@ if TYPE_CHECKING:
     from .offers import OfferList
     from .provider import API_VERSION, Availability, Provider, ProviderBase
     from .registry import ProviderInfo, providers
-
-    from typing import Any
 
 _ERRORS = (
     "AuthenticationError",

@@ -110,7 +110,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     from ._version import __version__
 
     print(f"runctl {__version__} on Python {report['python']}")
-    print(f"home: {report['home']} (config file {'found' if report['config_file_exists'] else 'absent'})")
+    found = "found" if report["config_file_exists"] else "absent"
+    print(f"home: {report['home']} (config file {found})")
     print(f"default provider: {settings.default_provider}")
     for info in infos:
         if info.error:
@@ -222,7 +223,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     if args.json:
         _print_json({"resource": final, "cost": cost})
-    return done.exit_code if done.exit_code is not None else (0 if done.state.value == "succeeded" else 1)
+    if done.exit_code is not None:
+        return done.exit_code
+    return 0 if done.state.value == "succeeded" else 1
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
@@ -277,7 +280,7 @@ def _simple(op: str) -> Callable[[argparse.Namespace], int]:
 def _add_launch_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--provider", "-p", help="provider name (default: the configured default)")
     p.add_argument("--name", help="a name for the resource")
-    p.add_argument("--env", "-e", action="append", metavar="NAME=VALUE", help="environment variable")
+    p.add_argument("--env", "-e", action="append", metavar="NAME=VALUE", help="env variable")
     p.add_argument("--image", help="container image (container providers)")
     p.add_argument("--gpu", help="GPU model, e.g. H100")
     p.add_argument("--gpus", type=int, default=0, help="number of GPUs")
@@ -287,7 +290,7 @@ def _add_launch_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workdir", help="working directory (local provider)")
     p.add_argument("--tag", action="append", metavar="KEY=VALUE")
     p.add_argument("--ttl", type=float, metavar="MINUTES", help="terminate after this long")
-    p.add_argument("--launch-id", help="idempotency key; a retry with the same id never launches twice")
+    p.add_argument("--launch-id", help="idempotency key: one launch per id")
     p.add_argument("--json", action="store_true")
     p.add_argument("command", nargs=argparse.REMAINDER, help="the command, after --")
 

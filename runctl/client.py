@@ -28,6 +28,7 @@ from collections.abc import (
     Mapping,
     Sequence,
 )
+from concurrent.futures import Future
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, Union
@@ -593,14 +594,15 @@ class Client:
     """
 
     def __init__(self, *, backend: str = "asyncio", **kwargs: Any) -> None:
-        self._portal_cm = anyio.from_thread.start_blocking_portal(backend=backend)
-        self._portal = self._portal_cm.__enter__()
+        if backend not in ("asyncio", "trio"):
+            raise ValidationError("backend", f"{backend!r} is unknown", allowed="asyncio, trio")
+        self._portal, self._thread = _start_portal(backend)
+        self._closed = False
         try:
             self._async: AsyncClient = self._portal.call(lambda: _build(kwargs))
         except BaseException:
-            self._portal_cm.__exit__(None, None, None)
+            self._stop_portal()
             raise
-        self._closed = False
 
     def __repr__(self) -> str:
         return f"<Client home={str(self._async.settings.home)!r}>"
@@ -624,7 +626,15 @@ class Client:
         try:
             self._portal.call(self._async.aclose)
         finally:
-            self._portal_cm.__exit__(None, None, None)
+            self._stop_portal()
+
+    def _stop_portal(self) -> None:
+        self._closed = True
+        try:
+            self._portal.call(self._portal.stop, True)
+        except RuntimeError:  # already stopped
+            pass
+        self._thread.join(timeout=30)
 
     def _call(self, func: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
         if self._closed:
@@ -769,3 +779,29 @@ async def _open_line_stream() -> ObjectStream[str]:
 
 async def _build(kwargs: Mapping[str, Any]) -> AsyncClient:
     return AsyncClient(**kwargs)
+
+
+def _start_portal(backend: str) -> tuple[anyio.from_thread.BlockingPortal, threading.Thread]:
+    """Run an event loop with a blocking portal in a daemon thread.
+
+    A daemon thread (not anyio's ``start_blocking_portal``, whose worker thread the
+    interpreter joins at exit) so that a Client nobody closed never hangs the
+    interpreter's exit, as happens with notebooks and quick scripts.
+    """
+    ready: Future[anyio.from_thread.BlockingPortal] = Future()
+
+    async def serve() -> None:
+        async with anyio.from_thread.BlockingPortal() as portal:
+            ready.set_result(portal)
+            await portal.sleep_until_stopped()
+
+    def run() -> None:
+        try:
+            anyio.run(serve, backend=backend)
+        except BaseException as e:
+            if not ready.done():
+                ready.set_exception(e)
+
+    thread = threading.Thread(target=run, name="runctl-client", daemon=True)
+    thread.start()
+    return ready.result(), thread

@@ -353,12 +353,12 @@ class LocalProvider(ProviderBase):
         return self._observe(resource_id).is_terminal
 
     async def stop(self, resource_id: str) -> Resource:
-        return self._pause(resource_id, stop=True)
+        return await self._pause(resource_id, stop=True)
 
     async def start(self, resource_id: str) -> Resource:
-        return self._pause(resource_id, stop=False)
+        return await self._pause(resource_id, stop=False)
 
-    def _pause(self, resource_id: str, *, stop: bool) -> Resource:
+    async def _pause(self, resource_id: str, *, stop: bool) -> Resource:
         directory = self._dir(resource_id)
         resource = self._observe(resource_id)
         wanted = ResourceState.STOPPED if stop else ResourceState.RUNNING
@@ -372,6 +372,13 @@ class LocalProvider(ProviderBase):
         if stop:
             (directory / _STOP_MARK).touch()
             _signal_group(int(proc["pgid"]), signal.SIGSTOP)
+            # Signals are delivered asynchronously: report STOPPED once it is true.
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline:
+                fields = _proc_stat(int(proc["pid"]))
+                if fields is None or fields[0] in ("T", "t", "Z", "X"):
+                    break
+                await anyio.sleep(0.01)
         else:
             _signal_group(int(proc["pgid"]), signal.SIGCONT)
             (directory / _STOP_MARK).unlink(missing_ok=True)

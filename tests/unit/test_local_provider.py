@@ -303,3 +303,32 @@ def test_ctrl_c_during_the_launch_call_terminates_what_was_created(runctl_home):
     assert not pid_alive(pid)
     with runctl.Client() as rc:
         assert rc.get(rid).state is ResourceState.TERMINATED
+
+
+@pytest.mark.anyio
+async def test_a_launch_cancelled_midway_terminates_what_it_created(runctl_home):
+    import anyio
+
+    from runctl.providers.local import LocalProvider
+
+    created: list[str] = []
+
+    class SlowLocal(LocalProvider):
+        async def launch(self, spec):
+            res = await super().launch(spec)
+            created.append(res.id)
+            await anyio.sleep(60)  # the response never arrives
+            return res
+
+    settings = runctl.load_settings()
+    async with runctl.AsyncClient(providers={"local": SlowLocal(settings.provider_config("local"))}) as rc:
+        with anyio.move_on_after(2):
+            await rc.launch(spec("import time; time.sleep(60)"))
+        assert created, "the launch should have created a process before the timeout"
+        assert (await rc.get(created[0])).state is ResourceState.TERMINATED
+
+
+def test_an_unclosed_sync_client_does_not_hang_interpreter_exit():
+    code = "import runctl; rc = runctl.Client(); rc.list(); print('done')"
+    out = subprocess.run([PY, "-c", code], capture_output=True, text=True, timeout=30)
+    assert out.stdout.strip() == "done", out.stderr

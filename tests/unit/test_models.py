@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 
 import runctl
 from runctl import LaunchSpec, OfferQuery, Resource, ResourceState, ValidationError
-from runctl.models import TERMINAL_STATES, Capabilities, Gpu, Offer
 from runctl.cost import Money, Price
+from runctl.models import TERMINAL_STATES, Capabilities, Gpu, Offer
 
 
 class TestLaunchSpecValidation:
