@@ -8,7 +8,8 @@ account) to check the contract runctl relies on::
 
     async def test_my_provider_conforms():
         provider = MyCloudProvider(config)
-        report = await check_provider(provider, spec=LaunchSpec(command=["true"], provider="mycloud"))
+        spec = LaunchSpec(command=["true"], provider="mycloud")
+        report = await check_provider(provider, spec=spec)
         assert report.ok, report
 
 Each check is a statement about behaviour users rely on: a retried launch with
