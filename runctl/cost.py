@@ -145,7 +145,9 @@ class Money:
 
     def rounded(self, places: int = 2) -> Money:
         """Round half-even to ``places`` decimals (for display; keep exact amounts for sums)."""
-        return Money(self.amount.quantize(Decimal(1).scaleb(-places), ROUND_HALF_EVEN), self.currency)
+        return Money(
+            self.amount.quantize(Decimal(1).scaleb(-places), ROUND_HALF_EVEN), self.currency
+        )
 
     def convert(self, currency: str, rates: Mapping[str, Decimal | str]) -> Money:
         """Convert with a rate the caller supplies; runctl never guesses exchange rates.
@@ -233,10 +235,42 @@ class Price:
                 "billing_increment", f"{value!r} is not positive", allowed="a timedelta > 0"
             )
 
+    def __attrs_post_init__(self) -> None:
+        # One price, one currency: a storage rate in EUR on a USD price would make
+        # every estimate silently wrong.
+        for name in ("storage_per_gb_month", "egress_per_gb"):
+            amount = getattr(self, name)
+            if amount is not None and amount.currency != self.per_hour.currency:
+                raise CurrencyMismatchError(self.per_hour.currency, amount.currency)
+
     @property
     def currency(self) -> str:
         """The currency of every amount in this price."""
         return self.per_hour.currency
+
+    def convert(self, currency: str, rates: Mapping[str, Decimal | str]) -> Price:
+        """This price in ``currency``, with exchange rates the caller supplies.
+
+        Args:
+            currency: the target currency.
+            rates: units of ``currency`` per one unit of the source currency,
+                as for :meth:`Money.convert`.
+
+        Raises:
+            CurrencyMismatchError: no rate was given for this price's currency.
+        """
+        if currency == self.currency:
+            return self
+
+        def conv(amount: Money | None) -> Money | None:
+            return None if amount is None else amount.convert(currency, rates)
+
+        return attrs.evolve(
+            self,
+            per_hour=self.per_hour.convert(currency, rates),
+            storage_per_gb_month=conv(self.storage_per_gb_month),
+            egress_per_gb=conv(self.egress_per_gb),
+        )
 
     @property
     def per_gpu_hour(self) -> Money | None:
@@ -248,7 +282,7 @@ class Price:
     @property
     def minimum_charge(self) -> Money:
         """The least a run on this price can cost (``minimum_duration`` at ``per_hour``)."""
-        return self.per_hour * (_seconds(self.minimum_duration) / _HOUR)
+        return self.per_hour * _seconds(self.minimum_duration) / _HOUR
 
     def billed_duration(self, elapsed: timedelta) -> timedelta:
         """The duration the provider bills for ``elapsed`` of running time."""
@@ -256,7 +290,8 @@ class Price:
 
     def compute_cost(self, elapsed: timedelta) -> Money:
         """Cost of running ``elapsed``, with the increment and minimum applied."""
-        return self.per_hour * (_seconds(self.billed_duration(elapsed)) / _HOUR)
+        # Multiply before dividing: 60/3600 is not exact in Decimal, 36 * 60 / 3600 is.
+        return self.per_hour * _seconds(self.billed_duration(elapsed)) / _HOUR
 
 
 def _seconds(duration: timedelta) -> Decimal:
@@ -300,8 +335,8 @@ def estimate(offer: Offer | Price, duration: timedelta, *, disk_gb: int = 0) -> 
     total = price.compute_cost(duration)
     if disk_gb and price.storage_per_gb_month is not None:
         # Storage is billed for the same duration as the instance it is attached to.
-        hours = _seconds(price.billed_duration(duration)) / _HOUR
-        total = total + price.storage_per_gb_month * disk_gb * (hours / HOURS_PER_MONTH)
+        seconds = _seconds(price.billed_duration(duration))
+        total = total + price.storage_per_gb_month * disk_gb * seconds / (_HOUR * HOURS_PER_MONTH)
     return total
 
 

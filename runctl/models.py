@@ -302,6 +302,44 @@ class Offer:
             return None
         return self.gpu.memory_gb * self.gpu_count
 
+    @property
+    def per_hour(self) -> Money:
+        """Price of the whole machine per hour."""
+        return self.price.per_hour
+
+    @property
+    def per_gpu_hour(self) -> Money | None:
+        """Price per accelerator per hour; ``None`` without accelerators."""
+        if self.gpu_count == 0:
+            return None
+        return self.price.per_hour / self.gpu_count
+
+    @property
+    def per_gpu_memory_gb_hour(self) -> Money | None:
+        """Price per GB of accelerator memory per hour; ``None`` when the memory is unknown."""
+        memory = self.gpu_memory_gb
+        if not memory:
+            return None
+        return self.price.per_hour / _to_decimal(memory)
+
+    @property
+    def per_bf16_pflop_hour(self) -> Money | None:
+        """Price per hour of one PFLOPS of dense BF16 (FP16 where the GPU lacks BF16).
+
+        ``None`` when the GPU's dense BF16 throughput is not known.
+        """
+        if self.gpu is None or not self.gpu.bf16_tflops or self.gpu_count == 0:
+            return None
+        pflops = _to_decimal(self.gpu.bf16_tflops) * self.gpu_count / 1000
+        return self.price.per_hour / pflops
+
+    def price_view(self, view: str) -> Money | None:
+        """The price under one of the :data:`SortKey` views, e.g. ``"per_gpu_hour"``."""
+        if view not in _SORT_KEYS:
+            _fail("view", view, ", ".join(_SORT_KEYS))
+        result: Money | None = getattr(self, view)
+        return result
+
 
 SortKey = Literal["per_hour", "per_gpu_hour", "per_gpu_memory_gb_hour", "per_bf16_pflop_hour"]
 _SORT_KEYS: tuple[str, ...] = SortKey.__args__  # type: ignore[attr-defined]

@@ -1,0 +1,705 @@
+"""The offline price snapshot: what providers charged when it was built, with provenance.
+
+runctl ships a compact snapshot of published prices (``runctl/data/snapshot.json.gz``)
+so that ``offers()`` answers without credentials and a provider that is down
+still shows its last known prices. Every offer from it carries
+``Price.source == "snapshot"`` and the date the figures were observed.
+
+- :func:`load_snapshot` reads the user's refreshed copy (``<runctl home>/catalog/
+  snapshot.json.gz``) if there is one, else the packaged copy. It is cached in-process
+  and warns with :class:`StaleSnapshotWarning` (a :class:`UserWarning`, so
+  ``warnings.filterwarnings`` can silence or escalate it) when the snapshot is older
+  than ``Settings.max_snapshot_age_days``.
+- :func:`refresh` asks each given provider for live offers and writes the user's copy,
+  falling back per provider to the snapshot's rows.
+- :func:`build` (``python -m runctl.catalog build SRC_DIR``) rebuilds the packaged
+  snapshot from the published catalog files in ``SRC_DIR``.
+
+The file is gzip'd JSON: a string table and one short array per offer, because
+most of each row (provider, region, GPU name) repeats.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import gc
+import gzip
+import json
+import os
+import sys
+import tempfile
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal, InvalidOperation
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from .cost import Money, Price
+from .gpus import gpu_for_instance_type, normalize_gpu
+from .models import Gpu, Offer
+
+if TYPE_CHECKING:
+    from .config import Settings
+    from .provider import Provider
+
+__all__ = [
+    "BILLING_RULES",
+    "BillingRule",
+    "ProviderProvenance",
+    "Snapshot",
+    "StaleSnapshotWarning",
+    "build",
+    "load_snapshot",
+    "refresh",
+    "snapshot_path",
+]
+
+FORMAT = 1
+#: Columns of one row in the snapshot file, in order.
+COLUMNS = (
+    "provider", "instance_type", "gpu", "gpu_count", "vcpus", "memory_gb", "gpu_memory_gb",
+    "region", "zone", "per_hour", "spot", "source",
+)
+_PACKAGED = "data/snapshot.json.gz"
+
+
+class StaleSnapshotWarning(UserWarning):
+    """The price snapshot is older than ``Settings.max_snapshot_age_days``.
+
+    Refresh it with ``runctl.catalog.refresh(...)`` (live prices where you have
+    credentials), or raise the limit in the config file.
+    """
+
+
+@attrs.frozen(kw_only=True)
+class BillingRule:
+    """How a provider bills running time, as it documents it publicly.
+
+    Attributes:
+        increment: time is billed in whole multiples of this.
+        minimum: a run is billed at least this long.
+        source: where the rule is documented.
+        note: caveats (e.g. a rule not confirmed in the provider's own docs).
+    """
+
+    increment: timedelta
+    minimum: timedelta = timedelta(0)
+    source: str = ""
+    note: str = ""
+
+
+_S = timedelta(seconds=1)
+#: Billing rules put into the snapshot's prices. Where the provider's own page
+#: could not be confirmed, the rule is the conservative one and says so.
+BILLING_RULES: Mapping[str, BillingRule] = {
+    "aws": BillingRule(
+        increment=_S, minimum=timedelta(seconds=60),
+        source="https://aws.amazon.com/ec2/pricing/ (per-second billing, 60-second minimum; "
+        "Linux on-demand and spot)",
+    ),
+    "gcp": BillingRule(
+        increment=_S, minimum=timedelta(seconds=60),
+        source="https://cloud.google.com/compute/vm-instance-pricing (per-second billing, "
+        "1-minute minimum)",
+    ),
+    "azure": BillingRule(
+        increment=_S, minimum=timedelta(seconds=60),
+        source="https://azure.microsoft.com/pricing/details/virtual-machines/linux/ "
+        "(billed per second)",
+        note="Microsoft Q&A reports a 5-minute minimum for VMs from 2025-06-01; not "
+        "confirmed on the pricing page, so the 60 s minimum is kept",
+    ),
+    "lambda": BillingRule(
+        increment=timedelta(minutes=1),
+        source="https://docs.lambda.ai/public-cloud/billing (hourly prices, billed in "
+        "one-minute increments)",
+    ),
+    "runpod": BillingRule(
+        increment=_S,
+        source="https://docs.runpod.io/accounts-billing/billing (compute and storage "
+        "billed per second)",
+    ),
+    "vast": BillingRule(
+        increment=_S, source="https://vast.ai/pricing (per-second billing)",
+    ),
+    "paperspace": BillingRule(
+        increment=timedelta(hours=1),
+        source="https://www.paperspace.com/pricing",
+        note="per-second billing is reported by third parties but not confirmed; "
+        "billed per hour here, which can only overstate a short run",
+    ),
+    "do": BillingRule(
+        increment=timedelta(hours=1),
+        source="https://www.digitalocean.com/pricing/gpu-droplets",
+        note="hourly billing as documented for Droplets; a newer per-second rule "
+        "was not confirmed",
+    ),
+}
+_DEFAULT_RULE = BillingRule(increment=_S, note="no documented rule known; per second assumed")
+
+
+@attrs.frozen(kw_only=True)
+class ProviderProvenance:
+    """Where one provider's prices in a snapshot came from.
+
+    Attributes:
+        provider: the provider.
+        source: ``"snapshot"`` (published catalog figures) or ``"live"`` (its API).
+        origin: the repository and path of the figures (or ``"<provider> API"``).
+        commit: the commit of the file that was read, when it came from a repository.
+        observed_at: when the figures were read.
+        rows: offers kept.
+        skipped: rows left out, by reason.
+        billing: the billing rule applied to these prices.
+        note: anything a reader of these prices should know.
+    """
+
+    provider: str
+    source: str
+    origin: str
+    commit: str | None = None
+    observed_at: datetime
+    rows: int = 0
+    skipped: Mapping[str, int] = attrs.field(factory=dict)
+    billing: str = ""
+    note: str = ""
+
+
+@attrs.frozen(kw_only=True)
+class Snapshot:
+    """A loaded price snapshot.
+
+    Attributes:
+        offers: every offer in it (prices per instance-hour, in USD).
+        observed_at: when its oldest provider's figures were observed.
+        built_at: when the file was written.
+        provenance: per provider, where its figures came from.
+        path: the file it was read from.
+    """
+
+    offers: Sequence[Offer]
+    observed_at: datetime
+    built_at: datetime
+    provenance: Mapping[str, ProviderProvenance]
+    path: str
+
+    def age(self, now: datetime | None = None) -> timedelta:
+        """How old the oldest figures in the snapshot are."""
+        return (now or datetime.now(timezone.utc)) - self.observed_at
+
+    def is_stale(self, settings: Settings, now: datetime | None = None) -> bool:
+        """Whether the snapshot is older than ``settings.max_snapshot_age_days``."""
+        return self.age(now) > timedelta(days=settings.max_snapshot_age_days)
+
+
+# --- reading -----------------------------------------------------------------------------------
+
+
+def snapshot_path(settings: Settings) -> Path:
+    """Where :func:`refresh` writes the user's copy of the snapshot."""
+    return settings.home / "catalog" / "snapshot.json.gz"
+
+
+def load_snapshot(settings: Settings, *, warn: bool = True) -> Snapshot:
+    """The price snapshot: the user's refreshed copy if present, else the packaged one.
+
+    Parsed once per file version per process.
+
+    Args:
+        settings: runctl settings (the home, the staleness limit).
+        warn: emit :class:`StaleSnapshotWarning` when the snapshot is too old.
+    """
+    user = snapshot_path(settings)
+    try:
+        stat = user.stat()
+    except OSError:
+        snapshot = _load_packaged()
+    else:
+        snapshot = _load_file(str(user), stat.st_mtime_ns)
+    if warn and snapshot.is_stale(settings):
+        days = snapshot.age().days
+        warnings.warn(
+            f"runctl's price snapshot is {days} days old (observed "
+            f"{snapshot.observed_at:%Y-%m-%d}, limit {settings.max_snapshot_age_days:g} days); "
+            "snapshot prices may be out of date. Refresh with runctl.catalog.refresh().",
+            StaleSnapshotWarning,
+            stacklevel=2,
+        )
+    return snapshot
+
+
+@functools.cache
+def _load_packaged() -> Snapshot:
+    ref = resources.files("runctl").joinpath(_PACKAGED)
+    return _parse(ref.read_bytes(), str(ref))
+
+
+@functools.lru_cache(maxsize=4)
+def _load_file(path: str, mtime_ns: int) -> Snapshot:
+    # mtime is part of the cache key so a refresh in another process is picked up.
+    return _parse(Path(path).read_bytes(), path)
+
+
+def _parse(blob: bytes, path: str) -> Snapshot:
+    data = json.loads(gzip.decompress(blob))
+    if data.get("format") != FORMAT:
+        raise ValueError(f"{path}: unsupported snapshot format {data.get('format')!r}")
+    provenance = {
+        name: ProviderProvenance(
+            provider=name,
+            source=p["source"],
+            origin=p["origin"],
+            commit=p.get("commit"),
+            observed_at=datetime.fromisoformat(p["observed_at"]),
+            rows=p.get("rows", 0),
+            skipped=p.get("skipped", {}),
+            billing=p.get("billing", ""),
+            note=p.get("note", ""),
+        )
+        for name, p in data["providers"].items()
+    }
+    # Building ~100k small objects triggers many cyclic-GC passes that find nothing
+    # (the objects hold no cycles); pausing the collector halves the load time.
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        offers = decode_rows(data["strings"], data["rows"], data["providers"], provenance)
+    finally:
+        if was_enabled:
+            gc.enable()
+    observed = min((p.observed_at for p in provenance.values()), default=_EPOCH)
+    return Snapshot(
+        offers=offers,
+        observed_at=observed,
+        built_at=datetime.fromisoformat(data["built_at"]),
+        provenance=provenance,
+        path=path,
+    )
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def decode_rows(
+    strings: Sequence[str],
+    rows: Iterable[Sequence[Any]],
+    providers: Mapping[str, Mapping[str, Any]],
+    provenance: Mapping[str, ProviderProvenance],
+) -> tuple[Offer, ...]:
+    """Turn the rows of a snapshot file into offers.
+
+    Identical GPUs and prices are built once and shared: a snapshot repeats the same
+    price across many zones. The models are filled in directly rather than through
+    their validating constructors: the rows were validated when the file was built,
+    and validation is most of the load time of a large snapshot.
+    """
+    gpus: dict[tuple[int, int, int, float | None], Gpu | None] = {}
+    prices: dict[tuple[int, int, int, int, int], Price] = {}
+    rules = {
+        name: (
+            timedelta(seconds=p.get("increment_s", 1)),
+            timedelta(seconds=p.get("minimum_s", 0)),
+        )
+        for name, p in providers.items()
+    }
+    amounts: dict[int, Decimal] = {}
+    out: list[Offer] = []
+    append = out.append
+    new = object.__new__
+    put = object.__setattr__
+    for p, it, g, n, vcpus, mem, gmem, region, zone, price, spot, src in rows:
+        gkey = (p, it, g, gmem)
+        gpu = gpus.get(gkey, _MISSING)
+        if gpu is _MISSING:
+            gpu = gpus[gkey] = _row_gpu(strings[p], strings[it], strings[g], gmem)
+        pkey = (p, price, spot, src, n)
+        priced = prices.get(pkey)
+        if priced is None:
+            provider = strings[p]
+            increment, minimum = rules.get(provider, (_S, timedelta(0)))
+            amount = amounts.get(price)
+            if amount is None:
+                amount = amounts[price] = Decimal(strings[price])
+            priced = prices[pkey] = _price(
+                amount, n, increment, minimum, bool(spot),
+                provenance[provider].observed_at, "live" if src else "snapshot",
+            )
+        offer = new(Offer)
+        put(offer, "provider", strings[p])
+        put(offer, "instance_type", strings[it])
+        put(offer, "gpu", gpu)
+        put(offer, "gpu_count", n)
+        put(offer, "price", priced)
+        put(offer, "vcpus", vcpus)
+        put(offer, "memory_gb", mem)
+        put(offer, "region", strings[region] or None)
+        put(offer, "zone", strings[zone] or None)
+        put(offer, "available", None)
+        append(offer)
+    return tuple(out)
+
+
+def _price(
+    amount: Decimal,
+    gpu_count: int,
+    increment: timedelta,
+    minimum: timedelta,
+    spot: bool,
+    observed_at: datetime,
+    source: str,
+) -> Price:
+    # Every field of Money and Price is set here; test_catalog checks the result
+    # equals one built through the validating constructor.
+    put = object.__setattr__
+    money = object.__new__(Money)
+    put(money, "amount", amount)
+    put(money, "currency", "USD")
+    price = object.__new__(Price)
+    for name, value in (
+        ("per_hour", money), ("gpu_count", gpu_count), ("billing_increment", increment),
+        ("minimum_duration", minimum), ("spot", spot), ("storage_per_gb_month", None),
+        ("egress_per_gb", None), ("observed_at", observed_at), ("source", source),
+    ):
+        put(price, name, value)
+    return price
+
+
+_MISSING: Any = object()
+
+
+def _row_gpu(
+    provider: str, instance_type: str, raw: str, gpu_memory_gb: float | None
+) -> Gpu | None:
+    if not raw and not instance_type:
+        return None
+    # The machine type is the most specific name (Lambda's gpu_1x_a100 is PCIe,
+    # gpu_8x_a100 SXM), so it wins over the bare accelerator name.
+    found = (
+        gpu_for_instance_type(instance_type, provider=provider, memory_gb=gpu_memory_gb)
+        if instance_type
+        else None
+    )
+    if found is not None and found[0].known:
+        return attrs.evolve(found[0], raw=raw or instance_type)
+    if not raw:
+        return None
+    return normalize_gpu(raw, provider=provider, memory_gb=gpu_memory_gb)
+
+
+# --- writing -----------------------------------------------------------------------------------
+
+
+class _Writer:
+    """Accumulates rows with a shared string table."""
+
+    def __init__(self) -> None:
+        self.strings: list[str] = []
+        self._index: dict[str, int] = {}
+        self.rows: list[list[Any]] = []
+        self._seen: set[tuple[Any, ...]] = set()
+
+    def s(self, value: str | None) -> int:
+        value = value or ""
+        found = self._index.get(value)
+        if found is None:
+            found = self._index[value] = len(self.strings)
+            self.strings.append(value)
+        return found
+
+    def add(self, row: Sequence[Any]) -> bool:
+        """Add a row unless an identical one is already there."""
+        key = tuple(row)
+        if key in self._seen:
+            return False
+        self._seen.add(key)
+        self.rows.append(list(row))
+        return True
+
+
+def _write(path: Path, writer: _Writer, providers: Mapping[str, Any], built_at: datetime) -> Path:
+    payload = {
+        "format": FORMAT,
+        "columns": list(COLUMNS),
+        "built_at": built_at.isoformat(),
+        "currency": "USD",
+        "unit": "per instance-hour",
+        "providers": providers,
+        "strings": writer.strings,
+        "rows": writer.rows,
+    }
+    text = json.dumps(payload, separators=(",", ":"), sort_keys=False)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # mtime=0 keeps a rebuild from unchanged inputs byte-identical (clean diffs).
+    blob = gzip.compress(text.encode(), compresslevel=9, mtime=0)
+    # Write then rename, so a reader never sees half a file.
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".snapshot-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(blob)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; a price list is not a secret
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _number(text: str) -> float | None:
+    if not text:
+        return None
+    value = float(text)
+    return value
+
+
+def _int_or_none(text: str) -> int | None:
+    value = _number(text)
+    return None if value is None else int(value)
+
+
+def _decimal(text: str) -> Decimal | None:
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        return None
+    return value if value.is_finite() else None
+
+
+def _read_source_md(src: Path) -> dict[str, tuple[str, str]]:
+    """``{file name: (source path, commit)}`` from the tables in SOURCE.md."""
+    found: dict[str, tuple[str, str]] = {}
+    try:
+        text = (src / "SOURCE.md").read_text("utf-8")
+    except OSError:
+        return found
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) >= 3 and cells[0].endswith(".csv") and len(cells[2]) == 40:
+            found.setdefault(cells[0], (cells[1], cells[2]))
+    return found
+
+
+def build(
+    src: str | os.PathLike[str],
+    out: str | os.PathLike[str] | None = None,
+    *,
+    repository: str = "skypilot-org/skypilot-catalog",
+    observed_at: datetime | None = None,
+) -> Path:
+    """Rebuild the packaged snapshot from published catalog CSV files.
+
+    ``src`` holds one ``<provider>.csv`` per provider with the columns
+    ``provider,instance_type,accelerator_name,accelerator_count,vcpus,memory_gib,
+    gpu_memory_mib,region,zone,price_usd_per_hour,spot_price_usd_per_hour`` and a
+    ``SOURCE.md`` naming each file's source path and commit.
+
+    Rules: exact repeated rows are kept once; rows without a price are skipped;
+    machines with a fractional GPU count (AWS g6f/gr6f partitions) are skipped,
+    since a fraction of a GPU is not comparable per GPU-hour; a spot price of 0 is
+    taken as "no spot offer". A spot price above the on-demand one is kept as
+    published.
+
+    Args:
+        src: the directory of CSV files.
+        out: where to write (default: the packaged ``runctl/data/snapshot.json.gz``).
+        repository: the repository the files came from, recorded as provenance.
+        observed_at: when the figures were read (default: the newest CSV's mtime).
+
+    Returns:
+        The path written.
+    """
+    src_dir = Path(src)
+    files = sorted(p for p in src_dir.glob("*.csv") if p.name != "accelerators.csv")
+    if not files:
+        raise FileNotFoundError(f"{src_dir}: no provider CSV files")
+    sources = _read_source_md(src_dir)
+    if observed_at is None:
+        newest = max(p.stat().st_mtime for p in files)
+        observed_at = datetime.fromtimestamp(newest, timezone.utc).replace(microsecond=0)
+    writer = _Writer()
+    providers: dict[str, Any] = {}
+    for path in files:
+        name = path.stem
+        rule = BILLING_RULES.get(name, _DEFAULT_RULE)
+        skipped: dict[str, int] = {}
+        kept = 0
+
+        def skip(reason: str, skipped: dict[str, int] = skipped) -> None:
+            skipped[reason] = skipped.get(reason, 0) + 1
+
+        with path.open(newline="", encoding="utf-8") as f:
+            for rec in csv.DictReader(f):
+                count_text = rec["accelerator_count"]
+                try:
+                    count_value = Decimal(count_text)
+                except InvalidOperation:
+                    skip("bad accelerator count")
+                    continue
+                if count_value != count_value.to_integral_value():
+                    skip("fractional GPU count")
+                    continue
+                accel = rec["accelerator_name"]
+                instance_type = rec["instance_type"]
+                count = int(count_value)
+                if not instance_type:
+                    # GCP's rows price the accelerators alone (the VM is billed on top);
+                    # TPU names are whole slices.
+                    is_tpu = accel.lower().startswith("tpu-")
+                    instance_type = accel if is_tpu else f"{accel}:{count}"
+                if accel.lower().startswith("tpu-"):
+                    found = gpu_for_instance_type(accel, provider=name)
+                    if found is not None:
+                        count = found[1]
+                gmem = _number(rec["gpu_memory_mib"])
+                base = [
+                    writer.s(name), writer.s(instance_type), writer.s(accel), count,
+                    _int_or_none(rec["vcpus"]), _number(rec["memory_gib"]),
+                    None if gmem is None else round(gmem / 1024, 1),
+                    writer.s(rec["region"]), writer.s(rec["zone"]),
+                ]
+                on_demand = _decimal(rec["price_usd_per_hour"])
+                spot = _decimal(rec["spot_price_usd_per_hour"])
+                if on_demand is None:
+                    skip("empty price")
+                else:
+                    if writer.add([*base, writer.s(_plain(on_demand)), 0, 0]):
+                        kept += 1
+                    else:
+                        skip("duplicate row")
+                if spot is not None and spot > 0 and writer.add(
+                    [*base, writer.s(_plain(spot)), 1, 0]
+                ):
+                    kept += 1
+        source_path, commit = sources.get(path.name, ("", ""))
+        providers[name] = {
+            "source": "snapshot",
+            "origin": f"{repository}/{source_path}" if source_path else str(path.name),
+            "commit": commit or None,
+            "observed_at": observed_at.isoformat(),
+            "rows": kept,
+            "skipped": skipped,
+            "increment_s": int(rule.increment.total_seconds()),
+            "minimum_s": int(rule.minimum.total_seconds()),
+            "billing": rule.source,
+            "note": rule.note,
+        }
+    target = Path(out) if out is not None else _packaged_path()
+    return _write(target, writer, providers, datetime.now(timezone.utc).replace(microsecond=0))
+
+
+def _plain(amount: Decimal) -> str:
+    text = format(amount.normalize(), "f")
+    return text
+
+
+def _packaged_path() -> Path:
+    return Path(__file__).parent / "data" / "snapshot.json.gz"
+
+
+# --- refreshing --------------------------------------------------------------------------------
+
+
+async def refresh(
+    providers: Iterable[Provider],
+    settings: Settings,
+    *,
+    timeout: float | None = None,
+) -> Snapshot:
+    """Rebuild the user's copy of the snapshot from live offers where possible.
+
+    Each provider is asked for all its offers (``await provider.offers(OfferQuery())``)
+    at the same time; a provider that fails or takes longer than ``timeout`` keeps
+    its rows from the current snapshot. Providers not given keep theirs too.
+
+    Args:
+        providers: provider objects to ask (typically those with credentials here).
+        settings: runctl settings; the copy goes to ``<home>/catalog/snapshot.json.gz``.
+        timeout: seconds per provider (default ``settings.offer_timeout``).
+
+    Returns:
+        The new snapshot. Its provenance says, per provider, ``"live"`` or ``"snapshot"``.
+    """
+    import anyio
+
+    from .models import OfferQuery
+
+    current = load_snapshot(settings, warn=False)
+    limit = settings.offer_timeout if timeout is None else timeout
+    live: dict[str, Sequence[Offer]] = {}
+    failed: dict[str, str] = {}
+
+    async def ask(provider: Provider) -> None:
+        try:
+            with anyio.fail_after(limit):
+                live[provider.name] = list(await provider.offers(OfferQuery()))
+        except Exception as e:  # any failure means "use the snapshot for this one"
+            failed[provider.name] = f"{type(e).__name__}: {e}"
+
+    async with anyio.create_task_group() as tg:
+        for provider in providers:
+            tg.start_soon(ask, provider)
+
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    writer = _Writer()
+    meta: dict[str, Any] = {}
+    by_provider: dict[str, list[Offer]] = {}
+    for offer in current.offers:
+        if offer.provider not in live:
+            by_provider.setdefault(offer.provider, []).append(offer)
+    for name, offers in live.items():
+        by_provider[name] = list(offers)
+    for name, offers in by_provider.items():
+        is_live = name in live
+        old = current.provenance.get(name)
+        rule = BILLING_RULES.get(name, _DEFAULT_RULE)
+        increment = offers[0].price.billing_increment if offers else rule.increment
+        minimum = offers[0].price.minimum_duration if offers else rule.minimum
+        kept = 0
+        for offer in offers:
+            if offer.price.currency != "USD":
+                # The file holds one currency; never store a EUR price as dollars.
+                continue
+            gpu = offer.gpu
+            raw = "" if gpu is None else (gpu.raw or gpu.name)
+            kept += writer.add([
+                writer.s(name), writer.s(offer.instance_type), writer.s(raw), offer.gpu_count,
+                offer.vcpus, offer.memory_gb, None if gpu is None else gpu.memory_gb,
+                writer.s(offer.region), writer.s(offer.zone),
+                writer.s(_plain(offer.price.per_hour.amount)), int(offer.spot),
+                int(is_live and offer.price.source == "live"),
+            ])
+        meta[name] = {
+            "source": "live" if is_live else "snapshot",
+            "origin": f"{name} API" if is_live else (old.origin if old else name),
+            "commit": None if is_live or old is None else old.commit,
+            "observed_at": (now if is_live or old is None else old.observed_at).isoformat(),
+            "rows": kept,
+            "skipped": {},
+            "increment_s": increment.total_seconds(),
+            "minimum_s": minimum.total_seconds(),
+            "billing": rule.source,
+            "note": failed.get(name, "") if not is_live else "",
+        }
+    path = _write(snapshot_path(settings), writer, meta, now)
+    return _load_file(str(path), path.stat().st_mtime_ns)
+
+
+def _main(argv: Sequence[str]) -> int:
+    usage = "usage: python -m runctl.catalog build SRC_DIR [OUT_FILE]"
+    if len(argv) < 2 or argv[0] != "build":
+        print(usage, file=sys.stderr)
+        return 2
+    path = build(argv[1], argv[2] if len(argv) > 2 else None)
+    snapshot = _parse(path.read_bytes(), str(path))
+    print(f"wrote {path} ({path.stat().st_size:,} bytes, {len(snapshot.offers):,} offers)")
+    for name, p in sorted(snapshot.provenance.items()):
+        print(f"  {name:11} {p.rows:6,} offers  skipped {dict(p.skipped) or '-'}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(_main(sys.argv[1:]))
