@@ -1,0 +1,981 @@
+"""Vast.ai: rent GPU containers from a marketplace of hosts, on demand or interruptible.
+
+Prerequisites
+    A Vast.ai account with credit, and an API key (https://cloud.vast.ai/manage-keys/).
+    Nothing to install: runctl talks to the REST API at https://console.vast.ai
+    (``/api/v0`` and ``/api/v1``) over httpx.
+
+Credentials (first match wins; :meth:`VastProvider.check` says which one was used)
+    1. ``VAST_API_KEY`` in the environment;
+    2. ``api_key`` in ``[providers.vast]`` of runctl's ``config.toml``;
+    3. the vastai CLI's key file: ``$XDG_CONFIG_HOME/vastai/vast_api_key``
+       (``~/.config/vastai/vast_api_key``, what ``vastai set api-key`` writes today),
+       then the legacy ``~/.vast_api_key``.
+
+Settings
+    ``base_url`` (``RUNCTL_VAST_BASE_URL`` or the config file): API root, default
+    ``https://console.vast.ai``; plain http only to loopback.
+
+Capabilities
+
+=================  =====  =====================================================================
+capability         value  how
+=================  =====  =====================================================================
+live_offers        yes    ``POST /api/v0/bundles`` (on-demand and ``bid`` searches)
+stop_start         yes    ``PUT /api/v0/instances/{id}`` with ``state``
+spot               yes    interruptible: a bid (``price``) on the offer, default its ``min_bid``
+logs               yes    ``PUT /api/v0/instances/request_logs/{id}``, then the returned URL is read
+follow_logs        no     Vast uploads a snapshot of the log; ``follow=True`` raises
+multi_node         no
+ssh                yes    ``ssh_public_key`` is attached with ``POST /api/v0/instances/{id}/ssh``
+ttl                no     the core's lifecycle enforces TTL; Vast has no TTL of its own
+idempotent_launch  yes    the instance ``label`` carries the launch id; launch looks before creating
+tags               yes    all runctl tags are encoded in the ``label`` (at most 1024 characters)
+exit_code          no     Vast reports ``exited``, never the exit code
+=================  =====  =====================================================================
+
+How a launch maps to Vast
+    * Without ``spec.offer``, the cheapest matching offer is searched (``spec.gpu``,
+      ``spec.gpu_count``, ``spec.spot``); ``spec.offer.instance_type`` or
+      ``spec.instance_type`` is a Vast offer (ask) id.
+    * ``spec.image`` is the container image (default ``vastai/base-image:@vastai-automatic-tag``).
+    * Without an SSH key the container runs ``spec.command`` as its arguments
+      (``runtype="args"``): when the command ends, the container exits and Vast
+      reports ``exited``, which runctl maps to FAILED with a detail saying that the
+      exit code is not known (Vast documents ``exited`` as "exited unexpectedly").
+      With ``spec.ssh_public_key`` the container runs sshd (``runtype="ssh"``) and the
+      command as ``onstart`` (at most 4048 characters); the instance then keeps
+      running after the command ends, until terminated.
+    * ``spec.env`` becomes Docker ``-e`` flags; ``spec.disk_gb`` the disk (default 16 GB).
+    * ``spec.spot`` rents interruptibly at ``options["bid_price"]`` (USD/hour for the
+      whole machine) or the offer's minimum bid. An outbid instance is *stopped*
+      by Vast, not destroyed, and resumes when its bid wins again: runctl reports
+      it STOPPED (PENDING while Vast still intends to run it) with a detail.
+
+Prices
+    ``per_hour`` is the machine's compute price (``dph_base``, or ``min_bid`` for an
+    interruptible offer), ``storage_per_gb_month`` the host's ``storage_cost``,
+    ``egress_per_gb`` its ``inet_up_cost``; billing is per second (the host's
+    ``dph_*`` are hourly rates charged for the time used). ``source="live"``.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import parse_qsl, urlencode
+
+import attrs
+
+from ..cost import Money, Price
+from ..errors import (
+    AuthenticationError,
+    CapacityError,
+    MalformedResponseError,
+    MissingCredentialsError,
+    NotFoundError,
+    ProviderConnectionError,
+    ProviderError,
+    QuotaExceededError,
+    RateLimitedError,
+    ServerError,
+    UnsupportedOperationError,
+    ValidationError,
+)
+from ..models import (
+    TAG_LAUNCH_ID,
+    TAG_NAME,
+    Capabilities,
+    LaunchSpec,
+    Offer,
+    OfferQuery,
+    Resource,
+    ResourceState,
+)
+from ..provider import Availability, ProviderBase
+
+if TYPE_CHECKING:
+    import httpx
+
+    from ..config import ProviderConfig, Secret
+    from ..http import HttpApi, RetryPolicy
+
+__all__ = [
+    "CAPABILITIES",
+    "DEFAULT_BASE_URL",
+    "RAW_STATES",
+    "VastInstance",
+    "VastOffer",
+    "VastProvider",
+    "decode_label",
+    "encode_label",
+    "state_of",
+]
+
+DEFAULT_BASE_URL = "https://console.vast.ai"
+DEFAULT_IMAGE = "vastai/base-image:@vastai-automatic-tag"
+DEFAULT_DISK_GB = 16
+_LABEL_PREFIX = "runctl:"
+_LABEL_MAX = 1024
+_ONSTART_MAX = 4048
+_PAGE = 25  # the v1 instance list's maximum page size
+_SEARCH_LIMIT = 256
+#: After a create whose answer was lost, how often to look for the instance, and how long apart.
+_RECONCILE_TRIES = 3
+_RECONCILE_WAIT = 2.0
+
+CAPABILITIES = Capabilities(
+    live_offers=True,
+    stop_start=True,
+    spot=True,
+    logs=True,
+    follow_logs=False,
+    multi_node=False,
+    ssh=True,
+    ttl=False,
+    idempotent_launch=True,
+    tags=True,
+    exit_code=False,
+)
+
+_S = ResourceState
+#: Every ``actual_status`` Vast documents (vast-ai/vast-cli ``vastai/SKILL.md``,
+#: "Instance status values"; the OpenAPI spec only says it is a nullable string).
+#: ``None`` is the JSON null Vast reports while the instance is being provisioned.
+RAW_STATES: Mapping[str | None, ResourceState] = {
+    None: _S.PROVISIONING,  # null: provisioning
+    "created": _S.PENDING,  # created, not yet provisioned
+    "loading": _S.PROVISIONING,  # image downloading / container starting
+    "running": _S.RUNNING,  # GPU charges apply
+    "stopped": _S.STOPPED,  # halted, disk charges only (also: an outbid interruptible)
+    "frozen": _S.STOPPED,  # paused with memory; GPU charges apply
+    "exited": _S.FAILED,  # the container's process exited; no exit code is reported
+    "rebooting": _S.PROVISIONING,  # restarting (transient)
+    "unknown": _S.UNKNOWN,  # no recent heartbeat from the host
+    "offline": _S.UNKNOWN,  # host disconnected from Vast's servers; may come back
+}
+
+_DETAILS: Mapping[str, str] = {
+    "frozen": "frozen (paused with memory; GPU charges continue)",
+    "exited": "container exited; Vast does not report the exit code (see logs)",
+    "unknown": "no recent heartbeat from the host",
+    "offline": "the host is disconnected from Vast",
+}
+
+
+def state_of(
+    actual_status: str | None, intended_status: str | None = None, *, is_bid: bool = False
+) -> tuple[ResourceState, str | None]:
+    """runctl's state for Vast's ``actual_status``, refined by ``intended_status``.
+
+    Returns:
+        The state and a short detail (``None`` when the state says it all).
+    """
+    state = RAW_STATES.get(actual_status, _S.UNKNOWN)
+    detail = _DETAILS.get(actual_status or "")
+    if actual_status not in RAW_STATES:
+        detail = f"unrecognised Vast status {actual_status!r}"
+    if intended_status == "stopped" and state in (_S.PENDING, _S.PROVISIONING, _S.RUNNING):
+        return _S.STOPPING, "stop requested"
+    if intended_status == "running" and actual_status == "stopped":
+        if is_bid:
+            return _S.STOPPED, "interruptible: outbid (or waiting for its bid to win)"
+        return _S.PENDING, "start requested; waiting for the host"
+    return state, detail
+
+
+# --- labels: how runctl's tags ride on a Vast instance ------------------------------------------
+
+
+def encode_label(tags: Mapping[str, str]) -> str:
+    """The instance label that carries ``tags`` (launch id first, then sorted).
+
+    Raises:
+        ValidationError: the label would exceed Vast's 1024 characters.
+    """
+    items = sorted(tags.items(), key=lambda kv: (kv[0] != TAG_LAUNCH_ID, kv[0]))
+    label = _LABEL_PREFIX + urlencode(items)
+    if len(label) > _LABEL_MAX:
+        raise ValidationError(
+            "tags", f"the tags need {len(label)} characters in the Vast label",
+            allowed=f"at most {_LABEL_MAX} characters once encoded",
+        )
+    return label
+
+
+def decode_label(label: str | None) -> dict[str, str] | None:
+    """The tags in a runctl label, or ``None`` for an instance runctl did not launch."""
+    if not label or not label.startswith(_LABEL_PREFIX):
+        return None
+    try:
+        pairs = parse_qsl(label[len(_LABEL_PREFIX):], keep_blank_values=True, strict_parsing=True)
+        tags = dict(pairs)
+    except ValueError:
+        return None
+    return tags if TAG_LAUNCH_ID in tags else None
+
+
+# --- wire models ----------------------------------------------------------------------------------
+
+
+class _Fields:
+    """Lenient reads from one JSON object: extra keys ignored, wrong types are malformed."""
+
+    def __init__(self, data: object, what: str) -> None:
+        if not isinstance(data, Mapping):
+            raise MalformedResponseError(f"{what}: expected an object, got {type(data).__name__}",
+                                         provider="vast")
+        self.data = data
+        self.what = what
+
+    def _bad(self, key: str, expected: str) -> MalformedResponseError:
+        value = self.data.get(key)
+        return MalformedResponseError(
+            f"{self.what}.{key}: expected {expected}, got {type(value).__name__}", provider="vast"
+        )
+
+    def integer(self, key: str) -> int:
+        value = self.opt_int(key)
+        if value is None:
+            raise self._bad(key, "an integer")
+        return value
+
+    def opt_int(self, key: str) -> int | None:
+        value = self.data.get(key)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+            raise self._bad(key, "an integer")
+        return int(value)
+
+    def opt_float(self, key: str) -> float | None:
+        value = self.data.get(key)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise self._bad(key, "a number")
+        return float(value)
+
+    def opt_decimal(self, key: str) -> Decimal | None:
+        value = self.opt_float(key)
+        # Through repr, so 0.4 stays 0.4 (never float arithmetic on money).
+        return None if value is None else Decimal(repr(value))
+
+    def opt_str(self, key: str) -> str | None:
+        value = self.data.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            raise self._bad(key, "a string")
+        return value
+
+    def opt_bool(self, key: str) -> bool | None:
+        value = self.data.get(key)
+        if value is None:
+            return None
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, int) and value in (0, 1):  # Vast sends has_avx: 1
+            return bool(value)
+        raise self._bad(key, "a boolean")
+
+
+@attrs.frozen(kw_only=True)
+class VastOffer:
+    """One row of ``POST /api/v0/bundles`` (only the fields runctl uses).
+
+    Units as Vast sends them: ``gpu_ram`` and ``cpu_ram`` in MB, prices in USD/hour,
+    ``storage_cost`` in USD per GB-month, ``inet_*_cost`` in USD per GB.
+    """
+
+    id: int
+    num_gpus: int
+    gpu_name: str | None = None
+    gpu_ram_mb: float | None = None
+    cpu_cores_effective: float | None = None
+    cpu_ram_mb: float | None = None
+    dph_base: Decimal | None = None
+    dph_total: Decimal | None = None
+    min_bid: Decimal | None = None
+    storage_cost: Decimal | None = None
+    inet_up_cost: Decimal | None = None
+    geolocation: str | None = None
+    rentable: bool | None = None
+
+    @classmethod
+    def from_json(cls, data: object) -> VastOffer:
+        """Parse one offer.
+
+        Raises:
+            MalformedResponseError: a field runctl needs is missing or of the wrong type.
+        """
+        f = _Fields(data, "offer")
+        return cls(
+            id=f.integer("id"),
+            num_gpus=f.opt_int("num_gpus") or 0,
+            gpu_name=f.opt_str("gpu_name"),
+            gpu_ram_mb=f.opt_float("gpu_ram"),
+            cpu_cores_effective=f.opt_float("cpu_cores_effective"),
+            cpu_ram_mb=f.opt_float("cpu_ram"),
+            dph_base=f.opt_decimal("dph_base"),
+            dph_total=f.opt_decimal("dph_total"),
+            min_bid=f.opt_decimal("min_bid"),
+            storage_cost=f.opt_decimal("storage_cost"),
+            inet_up_cost=f.opt_decimal("inet_up_cost"),
+            geolocation=f.opt_str("geolocation"),
+            rentable=f.opt_bool("rentable"),
+        )
+
+
+@attrs.frozen(kw_only=True)
+class VastInstance:
+    """An instance, from ``GET /api/v0/instances/{id}`` or ``GET /api/v1/instances``."""
+
+    id: int
+    actual_status: str | None = None
+    intended_status: str | None = None
+    label: str | None = None
+    status_msg: str | None = None
+    num_gpus: int = 0
+    gpu_name: str | None = None
+    gpu_ram_mb: float | None = None
+    dph_base: Decimal | None = None
+    storage_cost: Decimal | None = None
+    inet_up_cost: Decimal | None = None
+    is_bid: bool = False
+    start_date: float | None = None
+    geolocation: str | None = None
+    public_ipaddr: str | None = None
+    ssh_host: str | None = None
+    machine_id: int | None = None
+
+    @classmethod
+    def from_json(cls, data: object) -> VastInstance:
+        """Parse one instance.
+
+        Raises:
+            MalformedResponseError: a field runctl needs is missing or of the wrong type.
+        """
+        f = _Fields(data, "instance")
+        return cls(
+            id=f.integer("id"),
+            actual_status=f.opt_str("actual_status"),
+            intended_status=f.opt_str("intended_status"),
+            label=f.opt_str("label"),
+            status_msg=f.opt_str("status_msg"),
+            num_gpus=f.opt_int("num_gpus") or 0,
+            gpu_name=f.opt_str("gpu_name"),
+            gpu_ram_mb=f.opt_float("gpu_ram"),
+            dph_base=f.opt_decimal("dph_base"),
+            storage_cost=f.opt_decimal("storage_cost"),
+            inet_up_cost=f.opt_decimal("inet_up_cost"),
+            is_bid=bool(f.opt_bool("is_bid")),
+            start_date=f.opt_float("start_date"),
+            geolocation=f.opt_str("geolocation"),
+            public_ipaddr=(f.opt_str("public_ipaddr") or "").strip() or None,
+            ssh_host=f.opt_str("ssh_host"),
+            machine_id=f.opt_int("machine_id"),
+        )
+
+    @property
+    def tags(self) -> dict[str, str] | None:
+        """runctl's tags from the label; ``None`` if runctl did not launch this instance."""
+        return decode_label(self.label)
+
+
+# --- price normalisation --------------------------------------------------------------------------
+
+
+def _price(
+    per_hour: Decimal,
+    *,
+    gpu_count: int,
+    spot: bool,
+    storage_cost: Decimal | None,
+    inet_up_cost: Decimal | None,
+    observed_at: datetime,
+) -> Price:
+    return Price(
+        per_hour=Money(per_hour, "USD"),
+        gpu_count=gpu_count,
+        billing_increment=timedelta(seconds=1),
+        spot=spot,
+        storage_per_gb_month=None if storage_cost is None else Money(storage_cost, "USD"),
+        egress_per_gb=None if inet_up_cost is None else Money(inet_up_cost, "USD"),
+        observed_at=observed_at,
+        source="live",
+    )
+
+
+def offer_price(offer: VastOffer, *, spot: bool, observed_at: datetime) -> Price | None:
+    """The runctl price of a Vast offer; ``None`` when Vast gave no compute price."""
+    per_hour = (offer.min_bid if spot else offer.dph_base) or (None if spot else offer.dph_total)
+    if per_hour is None:
+        return None
+    return _price(
+        per_hour, gpu_count=offer.num_gpus, spot=spot, storage_cost=offer.storage_cost,
+        inet_up_cost=offer.inet_up_cost, observed_at=observed_at,
+    )
+
+
+def _squash(name: str) -> str:
+    return re.sub(r"[\s_\-]+", "", name).lower()
+
+
+# --- the provider ---------------------------------------------------------------------------------
+
+
+def _key_files(environ: Mapping[str, str]) -> tuple[Path, ...]:
+    home = Path(environ["HOME"]) if environ.get("HOME") else Path.home()
+    xdg = Path(environ["XDG_CONFIG_HOME"]) if environ.get("XDG_CONFIG_HOME") else home / ".config"
+    return (xdg / "vastai" / "vast_api_key", home / ".vast_api_key")
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class VastProvider(ProviderBase):
+    """runctl's Vast.ai provider. See the module docstring for the whole story.
+
+    Args:
+        config: runctl's configuration for ``vast``.
+        transport: an httpx transport (tests); default: the network.
+        retry: the HTTP retry policy (tests); default: :class:`runctl.http.RetryPolicy`.
+        sleep: the async sleep used between retries and reconciliation looks (tests).
+        timeout: HTTP timeouts; default connect 10 s, everything else 30 s.
+    """
+
+    name: ClassVar[str] = "vast"
+
+    def __init__(
+        self,
+        config: ProviderConfig,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        retry: RetryPolicy | None = None,
+        sleep: Callable[[float], Awaitable[None]] | None = None,
+        timeout: httpx.Timeout | None = None,
+    ) -> None:
+        super().__init__(config)
+        self._timeout = timeout
+        self._transport = transport
+        self._retry = retry
+        self._sleep_fn = sleep
+        self._http: HttpApi | None = None
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """What Vast supports (the table in the module docstring)."""
+        return CAPABILITIES
+
+    # --- configuration ----------------------------------------------------------------------
+
+    @classmethod
+    def _secret(cls, config: ProviderConfig) -> Secret | None:
+        return config.secret("api_key", env=("VAST_API_KEY",), files=_key_files(config.environ))
+
+    @classmethod
+    def _looked_in(cls, config: ProviderConfig) -> tuple[str, ...]:
+        return (
+            "env VAST_API_KEY",
+            f"config file [providers.{config.name}] api_key",
+            *(f"file {p}" for p in _key_files(config.environ)),
+        )
+
+    @classmethod
+    def check(cls, config: ProviderConfig) -> Availability:
+        """Whether an API key is present, and where it was found (never the key)."""
+        secret = cls._secret(config)
+        if secret is None:
+            return Availability(
+                usable=False,
+                reason="no API key (looked in: " + ", ".join(cls._looked_in(config)) + ")",
+            )
+        return Availability(usable=True, reason=f"API key from {secret.source}")
+
+    def _api(self) -> HttpApi:
+        if self._http is None:
+            from ..http import HttpApi
+
+            secret = self._secret(self.config)
+            if secret is None:
+                raise MissingCredentialsError(
+                    self.name, self._looked_in(self.config),
+                    hint="set VAST_API_KEY or run `vastai set api-key <KEY>`",
+                )
+            base_url = self.config.setting("base_url", default=DEFAULT_BASE_URL) or DEFAULT_BASE_URL
+            self._http = HttpApi(
+                provider=self.name,
+                base_url=base_url,
+                secret=secret,
+                classify=self._classify,
+                transport=self._transport,
+                timeout=self._timeout,
+                retry=self._retry,
+                sleep=self._sleep_fn,
+            )
+        return self._http
+
+    async def _sleep(self, seconds: float) -> None:
+        if self._sleep_fn is not None:
+            await self._sleep_fn(seconds)
+        else:
+            import anyio
+
+            await anyio.sleep(seconds)
+
+    async def aclose(self) -> None:
+        """Close the HTTP connections."""
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
+
+    # --- errors -------------------------------------------------------------------------------
+
+    def _classify(self, response: httpx.Response, message: str) -> ProviderError | None:
+        """Vast's error shapes: ``{"success": false, "error": code, "msg": text}``, or
+        ``{"detail": text}`` on 429. The human text is in ``msg``."""
+        api = self._api()
+        kw = api.error_kwargs(response)
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        code = text = ""
+        if isinstance(body, Mapping):
+            code = str(body.get("error") or "")
+            text = str(body.get("msg") or body.get("detail") or body.get("error") or "")
+        status = response.status_code
+        where = f"{response.request.method} {response.request.url.path}"
+        msg = api.redact(f"{where}: {text}" if text else message)
+        lowered = f"{code} {text}".lower()
+        if status == 429:
+            # Vast sends no Retry-After: HttpApi backs off exponentially with jitter.
+            return RateLimitedError(msg, retry_after=None, **kw)
+        if status in (401, 403) or "invalid user key" in lowered or code == "auth_error":
+            # search offers answers 404 "Invalid user key" for a bad key.
+            return AuthenticationError(msg, **kw)
+        if "no_such_ask" in lowered or status == 410 or "not available" in lowered:
+            return CapacityError(msg, **kw)
+        if re.search(r"insufficient|credit|balance|quota|limit reached", lowered):
+            return QuotaExceededError(msg, **kw)
+        if status == 404:
+            return NotFoundError(msg, **kw)
+        if status >= 500:
+            return ServerError(msg, **kw)
+        if text:
+            return ProviderError(msg, **kw)
+        return None
+
+    def _malformed(self, what: str, detail: str) -> MalformedResponseError:
+        return MalformedResponseError(f"{what}: {detail}", provider=self.name)
+
+    # --- offers -------------------------------------------------------------------------------
+
+    def _search_body(
+        self, query: OfferQuery, *, spot: bool, ask_id: int | None = None
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "limit": _SEARCH_LIMIT,
+            "type": "bid" if spot else "ondemand",
+            "verified": {"eq": True},
+            "rentable": {"eq": True},
+            "rented": {"eq": False},
+            # Cheapest first; the tiebreaker also satisfies the spec's minItems of 2.
+            "order": [["dph_total", "asc"], ["id", "asc"]],
+        }
+        if ask_id is not None:
+            body["id"] = {"eq": ask_id}
+        if query.count is not None:
+            body["num_gpus"] = {"eq": query.count}
+        if query.min_gpu_memory_gb is not None:
+            body["gpu_ram"] = {"gte": int(query.min_gpu_memory_gb * 1000)}
+        if query.min_vcpus is not None:
+            body["cpu_cores_effective"] = {"gte": query.min_vcpus}
+        if query.min_memory_gb is not None:
+            body["cpu_ram"] = {"gte": int(query.min_memory_gb * 1000)}
+        return body
+
+    async def _search(
+        self, query: OfferQuery, *, spot: bool, ask_id: int | None = None
+    ) -> list[Offer]:
+        from ..gpus import normalize_gpu
+
+        data = await self._api().post(
+            "/api/v0/bundles", json_body=self._search_body(query, spot=spot, ask_id=ask_id),
+            idempotent=True,  # a search changes nothing
+        )
+        if not isinstance(data, Mapping):
+            raise self._malformed("POST /api/v0/bundles", "expected an object")
+        rows = data.get("offers")
+        if isinstance(rows, Mapping):  # the spec's own example shows a single object
+            rows = [rows]
+        if not isinstance(rows, list):
+            raise self._malformed("POST /api/v0/bundles", "'offers' is not a list")
+        now = _utcnow()
+        offers: list[Offer] = []
+        for row in rows:
+            raw = VastOffer.from_json(row)
+            price = offer_price(raw, spot=spot, observed_at=now)
+            if price is None:
+                continue
+            gpu = normalize_gpu(raw.gpu_name, provider=self.name) if raw.gpu_name else None
+            model = gpu.model if gpu else None
+            if query.gpu and not self._gpu_matches(query.gpu, raw.gpu_name, model):
+                continue
+            offers.append(
+                Offer(
+                    provider=self.name,
+                    instance_type=str(raw.id),
+                    gpu=gpu,
+                    gpu_count=raw.num_gpus,
+                    price=price,
+                    vcpus=int(raw.cpu_cores_effective) if raw.cpu_cores_effective else None,
+                    memory_gb=raw.cpu_ram_mb / 1024 if raw.cpu_ram_mb else None,
+                    region=raw.geolocation,
+                    available=raw.rentable if raw.rentable is not None else True,
+                )
+            )
+        return offers
+
+    @staticmethod
+    def _gpu_matches(wanted: str, raw: str | None, model: str | None) -> bool:
+        if model and model != "unknown":
+            have, want = _squash(model), _squash(wanted)
+            return have.startswith(want) or want.startswith(have)
+        return bool(raw) and _squash(wanted) in _squash(raw or "")
+
+    async def offers(self, query: OfferQuery) -> Sequence[Offer]:
+        """Live offers from Vast's marketplace, cheapest first.
+
+        ``query.spot`` None searches both on-demand and interruptible (two requests).
+        GPU name, count, memory and CPU filters are applied; other filters are the core's.
+        """
+        kinds = [False, True] if query.spot is None else [query.spot]
+        found: list[Offer] = []
+        for spot in kinds:
+            found.extend(await self._search(query, spot=spot))
+        found.sort(key=lambda o: o.price.per_hour.amount)
+        return found
+
+    # --- instances ----------------------------------------------------------------------------
+
+    def _resource(self, inst: VastInstance, *, observed_at: datetime | None = None) -> Resource:
+        from ..gpus import normalize_gpu
+
+        now = observed_at or _utcnow()
+        state, detail = state_of(inst.actual_status, inst.intended_status, is_bid=inst.is_bid)
+        tags = inst.tags or {}
+        price = None
+        if inst.dph_base is not None:
+            price = _price(
+                inst.dph_base, gpu_count=inst.num_gpus, spot=inst.is_bid,
+                storage_cost=inst.storage_cost, inet_up_cost=inst.inet_up_cost, observed_at=now,
+            )
+        started = (
+            datetime.fromtimestamp(inst.start_date, timezone.utc) if inst.start_date else None
+        )
+        return Resource(
+            id=str(inst.id),
+            provider=self.name,
+            state=state,
+            raw_state=inst.actual_status if inst.actual_status is not None else "null",
+            name=tags.get(TAG_NAME),
+            launch_id=tags.get(TAG_LAUNCH_ID),
+            created_at=started,
+            started_at=started if state is _S.RUNNING else None,
+            price=price,
+            gpu=normalize_gpu(inst.gpu_name, provider=self.name) if inst.gpu_name else None,
+            gpu_count=inst.num_gpus,
+            region=inst.geolocation,
+            tags=tags,
+            address=inst.public_ipaddr or inst.ssh_host,
+            observed_at=now,
+            detail=detail or inst.status_msg,
+        )
+
+    def _instance_id(self, resource_id: str) -> int:
+        try:
+            return int(resource_id)
+        except (TypeError, ValueError):
+            # Not an id Vast could have issued: no such instance.
+            raise NotFoundError(f"{resource_id!r} is not a Vast instance id (an integer)",
+                                provider=self.name) from None
+
+    async def _instance(self, resource_id: str) -> VastInstance:
+        iid = self._instance_id(resource_id)
+        data = await self._api().get(f"/api/v0/instances/{iid}")
+        if not isinstance(data, Mapping):
+            raise self._malformed(f"GET /api/v0/instances/{iid}", "expected an object")
+        inst = data.get("instances")
+        if isinstance(inst, list):  # older servers answer with a one-item list
+            inst = inst[0] if inst else None
+        if not inst:
+            raise NotFoundError(f"instance {iid} not found", provider=self.name)
+        return VastInstance.from_json(inst)
+
+    async def get(self, resource_id: str) -> Resource:
+        """The instance now.
+
+        Raises:
+            NotFoundError: no such instance (or it was destroyed).
+        """
+        return self._resource(await self._instance(resource_id))
+
+    async def _all_instances(self) -> list[VastInstance]:
+        api = self._api()
+        found: list[VastInstance] = []
+        token: str | None = None
+        seen: set[str] = set()
+        while True:
+            params: dict[str, Any] = {"limit": _PAGE}
+            if token:
+                params["after_token"] = token
+            data = await api.get("/api/v1/instances", params=params)
+            if not isinstance(data, Mapping) or not isinstance(data.get("instances", []), list):
+                raise self._malformed("GET /api/v1/instances", "expected {'instances': [...]}")
+            found.extend(VastInstance.from_json(row) for row in data.get("instances") or [])
+            token = data.get("next_token")
+            if token is not None and not isinstance(token, str):
+                raise self._malformed("GET /api/v1/instances", "'next_token' is not a string")
+            if not token or token in seen:
+                return found
+            seen.add(token)
+
+    async def list(self, *, tags: Mapping[str, str] | None = None) -> Sequence[Resource]:
+        """Instances runctl launched (their label carries runctl's tags), filtered by ``tags``."""
+        now = _utcnow()
+        out: list[Resource] = []
+        for inst in await self._all_instances():
+            carried = inst.tags
+            if carried is None:
+                continue
+            if tags and any(carried.get(k) != v for k, v in tags.items()):
+                continue
+            out.append(self._resource(inst, observed_at=now))
+        return out
+
+    async def _find(self, launch_id: str) -> Resource | None:
+        # Destroyed instances vanish from Vast's list, so any match is the live one.
+        found = await self.list(tags={TAG_LAUNCH_ID: launch_id})
+        return found[0] if found else None
+
+    # --- launch -------------------------------------------------------------------------------
+
+    async def _choose_offer(self, spec: LaunchSpec) -> Offer:
+        if spec.offer is not None:
+            if spec.offer.provider != self.name:
+                raise ValidationError("offer", f"offer is from {spec.offer.provider!r}",
+                                      allowed="an offer from 'vast'")
+            return spec.offer
+        if spec.instance_type:
+            ask_id = self._ask_id(spec.instance_type)
+            found = await self._search(OfferQuery(), spot=spec.spot, ask_id=ask_id)
+            if not found:
+                raise CapacityError(f"offer {ask_id} is no longer available", provider=self.name)
+            return found[0]
+        query = OfferQuery(gpu=spec.gpu, count=spec.gpu_count or None, spot=spec.spot)
+        found = await self._search(query, spot=spec.spot)
+        if not found:
+            raise CapacityError(
+                f"no {'interruptible' if spec.spot else 'on-demand'} offer for "
+                f"{spec.gpu_count or 'any number of'} x {spec.gpu or 'any GPU'}",
+                provider=self.name,
+            )
+        return min(found, key=lambda o: o.price.per_hour.amount)
+
+    @staticmethod
+    def _ask_id(value: str) -> int:
+        try:
+            return int(value)
+        except ValueError:
+            raise ValidationError("instance_type", f"{value!r} is not a Vast offer id",
+                                  allowed="an offer id from offers(), e.g. '12345678'") from None
+
+    def _create_body(self, spec: LaunchSpec, offer: Offer) -> tuple[dict[str, Any], Decimal | None]:
+        body: dict[str, Any] = {
+            "image": spec.image or DEFAULT_IMAGE,
+            "label": encode_label(spec.runctl_tags),
+            "disk": spec.disk_gb or DEFAULT_DISK_GB,
+            "target_state": "running",
+        }
+        if spec.env:
+            body["env"] = " ".join(f"-e {k}={shlex.quote(v)}" for k, v in spec.env.items())
+        if spec.ssh_public_key:
+            onstart = shlex.join(spec.command) if len(spec.command) > 1 else spec.command[0]
+            if spec.workdir:
+                onstart = f"cd {shlex.quote(spec.workdir)} && {onstart}"
+            if len(onstart) > _ONSTART_MAX:
+                raise ValidationError("command", f"{len(onstart)} characters as Vast onstart",
+                                      allowed=f"at most {_ONSTART_MAX} characters")
+            body["runtype"] = "ssh"
+            body["onstart"] = onstart
+        else:
+            body["runtype"] = "args"
+            body["args"] = list(spec.command)
+        bid: Decimal | None = None
+        if spec.spot or offer.spot:
+            raw = spec.options.get("bid_price")
+            try:
+                bid = Decimal(raw) if raw is not None else offer.price.per_hour.amount
+            except ArithmeticError:
+                raise ValidationError("options.bid_price", f"{raw!r} is not a price",
+                                      allowed="USD per hour, e.g. '0.35'") from None
+            if not Decimal("0.001") <= bid <= Decimal(128):
+                raise ValidationError("options.bid_price", f"{bid} is out of range",
+                                      allowed="0.001 to 128 USD per hour")
+            body["price"] = float(bid)
+        else:
+            body["cancel_unavail"] = True
+        return body, bid
+
+    async def launch(self, spec: LaunchSpec) -> Resource:
+        """Rent an offer and run ``spec`` on it; idempotent on ``spec.launch_id``.
+
+        Raises:
+            CapacityError: no matching offer, or the offer was taken meanwhile.
+            ProviderConnectionError: the create may or may not have happened and no
+                instance with this launch id could be found; launching again is safe.
+        """
+        existing = await self._find(spec.launch_id)
+        if existing is not None:
+            return existing
+        offer = await self._choose_offer(spec)
+        ask_id = self._ask_id(offer.instance_type)
+        body, bid = self._create_body(spec, offer)
+        try:
+            data = await self._api().put(f"/api/v0/asks/{ask_id}", json_body=body, idempotent=False)
+        except (ProviderConnectionError, ServerError) as e:
+            # The create may have been applied: look before failing, never create twice.
+            found = await self._reconcile(spec.launch_id)
+            if found is not None:
+                return found
+            raise type(e)(
+                f"create instance from offer {ask_id} got no answer ({e.message}); no instance "
+                f"with launch id {spec.launch_id} was found. Retrying the launch is safe: it "
+                "looks for that launch id first",
+                provider=self.name, status=e.status, request_id=e.request_id, body=e.body,
+            ) from e
+        if not isinstance(data, Mapping) or not isinstance(data.get("new_contract"), int):
+            found = await self._reconcile(spec.launch_id)
+            if found is not None:
+                return found
+            raise self._malformed(f"PUT /api/v0/asks/{ask_id}", "no 'new_contract' in the answer")
+        new_id = str(data["new_contract"])
+        if spec.ssh_public_key:
+            await self._api().post(
+                f"/api/v0/instances/{new_id}/ssh", json_body={"ssh_key": spec.ssh_public_key},
+                idempotent=True,  # attaching the same key twice changes nothing
+            )
+        price = offer.price
+        if bid is not None:
+            price = attrs.evolve(price, per_hour=Money(bid, "USD"), spot=True)
+        try:
+            resource = await self.get(new_id)
+        except NotFoundError:
+            resource = Resource(id=new_id, provider=self.name, state=_S.PENDING, raw_state="null",
+                                tags=spec.runctl_tags, name=spec.name)
+        return resource.evolve(
+            price=price, launch_id=spec.launch_id, name=spec.name, tags=spec.runctl_tags,
+            instance_type=offer.instance_type, gpu=resource.gpu or offer.gpu,
+            gpu_count=resource.gpu_count or offer.gpu_count, region=resource.region or offer.region,
+        )
+
+    async def _reconcile(self, launch_id: str) -> Resource | None:
+        for attempt in range(_RECONCILE_TRIES):
+            if attempt:
+                await self._sleep(_RECONCILE_WAIT)
+            try:
+                found = await self._find(launch_id)
+            except ProviderError:
+                continue
+            if found is not None:
+                return found
+        return None
+
+    # --- stop, start, terminate ---------------------------------------------------------------
+
+    async def _set_state(self, resource_id: str, state: str) -> Resource:
+        iid = self._instance_id(resource_id)
+        await self._api().put(f"/api/v0/instances/{iid}", json_body={"state": state})
+        return await self.get(resource_id)
+
+    async def stop(self, resource_id: str) -> Resource:
+        """Stop the instance; its disk is kept (and billed)."""
+        return await self._set_state(resource_id, "stopped")
+
+    async def start(self, resource_id: str) -> Resource:
+        """Start a stopped instance (it may wait for its host's GPUs to be free)."""
+        return await self._set_state(resource_id, "running")
+
+    async def terminate(self, resource_id: str) -> Resource:
+        """Destroy the instance (irreversible: its disk is deleted). Idempotent.
+
+        Vast forgets destroyed instances, so an id it does not know is reported
+        TERMINATED (it cannot tell "destroyed" from "never existed").
+        """
+        iid = self._instance_id(resource_id)
+        try:
+            before = await self.get(resource_id)
+        except NotFoundError:
+            return Resource(id=str(iid), provider=self.name, state=_S.TERMINATED,
+                            raw_state="destroyed", detail="not known to Vast (destroyed)")
+        try:
+            await self._api().delete(f"/api/v0/instances/{iid}")
+        except NotFoundError:
+            pass  # gone meanwhile: what was asked
+        try:
+            after = await self.get(resource_id)
+        except NotFoundError:
+            return before.evolve(state=_S.TERMINATED, raw_state="destroyed", ended_at=_utcnow(),
+                                 observed_at=_utcnow(), detail=None)
+        if after.state is not _S.TERMINATED:
+            after = after.evolve(state=_S.TERMINATING, detail="destroy requested")
+        return after
+
+    # --- logs ---------------------------------------------------------------------------------
+
+    async def logs(self, resource_id: str, *, follow: bool = False) -> AsyncIterator[str]:
+        """The container's log as Vast last uploaded it (up to 10000 lines).
+
+        Raises:
+            UnsupportedOperationError: ``follow=True`` (Vast uploads snapshots only).
+        """
+        if follow:
+            raise UnsupportedOperationError(self.name, "follow logs",
+                                            "Vast uploads a snapshot; call logs() again")
+        import httpx
+
+        from ..http import check_base_url
+
+        iid = self._instance_id(resource_id)
+        data = await self._api().put(
+            f"/api/v0/instances/request_logs/{iid}", json_body={"tail": "10000"}
+        )
+        url = data.get("result_url") if isinstance(data, Mapping) else None
+        if not isinstance(url, str) or not url:
+            raise self._malformed(f"PUT /api/v0/instances/request_logs/{iid}", "no 'result_url'")
+        url = check_base_url(self.name, url)
+        # The log is uploaded asynchronously; the URL answers 403/404 until it is there.
+        # A separate client: the Vast API key must never be sent to the storage host.
+        async with httpx.AsyncClient(transport=self._transport, timeout=30.0) as client:
+            for attempt in range(10):
+                try:
+                    response = await client.get(url)
+                except httpx.TransportError as e:
+                    raise ProviderConnectionError(f"log download failed ({type(e).__name__})",
+                                                  provider=self.name) from e
+                if response.status_code < 400:
+                    for line in response.text.splitlines():
+                        yield line
+                    return
+                if response.status_code not in (403, 404) or attempt == 9:
+                    raise ProviderError("log download failed", provider=self.name,
+                                        status=response.status_code)
+                await self._sleep(min(2.0 * (attempt + 1), 10.0))
