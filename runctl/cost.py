@@ -86,7 +86,10 @@ class Money:
     :class:`~runctl.errors.CurrencyMismatchError`; use :meth:`convert` with
     rates you supply.
 
-    Args:
+    ``str()`` shows at least two and at most six decimals (``0.60 USD``,
+    ``0.000278 USD``); ``amount`` keeps every digit.
+
+    Attributes:
         amount: the amount; strings and ints are exact, floats go through their repr.
         currency: ISO 4217 code.
     """
@@ -167,7 +170,10 @@ class Money:
         return Money(self.amount * _to_decimal(rates[self.currency]), currency)
 
     def __str__(self) -> str:
-        return f"{self.amount:f} {self.currency}"
+        shown = self.amount.quantize(Decimal("0.000001"), ROUND_HALF_EVEN).normalize()
+        if shown.as_tuple().exponent > -2:  # type: ignore[operator]
+            shown = shown.quantize(Decimal("0.01"))
+        return f"{shown:f} {self.currency}"
 
 
 def _check_source(_: object, attribute: attrs.Attribute[str], value: str) -> None:
