@@ -119,7 +119,9 @@ _LAZY: dict[str, str] = {
     "Provider": "provider",
     "ProviderBase": "provider",
     "ProviderInfo": "registry",
-    "providers": "registry",
+    # The callable package runctl/providers/ (see its docstring): one object whatever
+    # the import order, since Python binds runctl.providers to the package anyway.
+    "providers": "providers",
     "ProviderConfig": "config",
     "Secret": "config",
     "Settings": "config",
@@ -138,7 +140,8 @@ def __getattr__(name: str) -> Any:
         raise AttributeError(f"module 'runctl' has no attribute {name!r}")
     from importlib import import_module
 
-    value = getattr(import_module(f".{module}", __name__), name)
+    imported = import_module(f".{module}", __name__)
+    value = imported if module == name else getattr(imported, name)
     globals()[name] = value
     return value
 

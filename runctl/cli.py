@@ -152,6 +152,33 @@ def cmd_offers(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_catalog(args: argparse.Namespace) -> int:
+    from . import catalog
+    from .config import load_settings
+
+    if args.action == "refresh":
+        with _client() as rc:
+            snapshot = rc.refresh_catalog(providers=args.provider or None, timeout=args.timeout)
+    else:
+        snapshot = catalog.load_snapshot(load_settings(), warn=False)
+    rows = [
+        (name, p.source, p.observed_at.date().isoformat(), str(p.rows), p.note or p.origin)
+        for name, p in sorted(snapshot.provenance.items())
+    ]
+    if args.json:
+        print(json.dumps({
+            "path": str(snapshot.path),
+            "observed_at": snapshot.observed_at.isoformat(),
+            "providers": {name: {"source": s, "observed": o, "rows": int(r), "note": n}
+                          for name, s, o, r, n in rows},
+        }, indent=2))
+        return 0
+    age = snapshot.age().days
+    print(f"snapshot: {snapshot.path} ({len(snapshot.offers):,} offers, {age} days old)")
+    print(_table(rows, ("provider", "source", "observed", "offers", "from")))
+    return 0
+
+
 def _spec_from(args: argparse.Namespace) -> Any:
     from .models import LaunchSpec
 
@@ -238,6 +265,65 @@ def cmd_ls(args: argparse.Namespace) -> int:
     else:
         print(_resource_rows(found))
     return 0
+
+
+def cmd_reconcile(args: argparse.Namespace) -> int:
+    with _client() as rc:
+        report = rc.reconcile(providers=args.provider or None)
+    if args.json:
+        _print_json(
+            {
+                "adopted": [r.launch_id for r in report.adopted],
+                "closed": [r.launch_id for r in report.closed],
+                "unknown": [r.launch_id for r in report.unknown],
+                "orphans": [r.id for r in report.orphans],
+                "pending": [r.launch_id for r in report.pending],
+                "errors": dict(report.errors),
+            }
+        )
+        return 0 if report.ok else 1
+    for label, records in (
+        ("adopted (created, never confirmed)", report.adopted),
+        ("closed (gone or never created)", report.closed),
+        ("recorded (unknown to the ledger)", report.unknown),
+        ("still launching, left alone", report.pending),
+    ):
+        for record in records:
+            print(f"{label}: {record.provider} {record.launch_id} {record.resource_id or '-'}")
+    for resource in report.orphans:
+        print(f"orphaned: {resource.provider} {resource.id} (run `runctl cleanup`)")
+    for name, error in report.errors.items():
+        print(f"error: {name}: {error}", file=sys.stderr)
+    return 0 if report.ok else 1
+
+
+def cmd_cleanup(args: argparse.Namespace) -> int:
+    with _client() as rc:
+        report = rc.cleanup(dry_run=args.dry_run, providers=args.provider or None)
+    rows = [
+        [
+            item.resource.provider,
+            item.resource.id,
+            ",".join(item.reasons),
+            _money(item.cost_so_far),
+            "dry run" if report.dry_run else ("terminated" if item.terminated else "FAILED"),
+        ]
+        for item in report.items
+    ]
+    if args.json:
+        _print_json({"items": [dict(zip(("provider", "id", "reasons", "cost", "result"), r))
+                               for r in rows], "errors": dict(report.errors)})
+    elif rows:
+        print(_table(rows, ["PROVIDER", "ID", "WHY", "COST SO FAR", "RESULT"]))
+        print(f"total cost so far: {_money(report.total_cost())}")
+    else:
+        print("nothing to clean up")
+    for item in report.items:
+        if item.error:
+            print(f"error: {item.resource.id}: {item.error}", file=sys.stderr)
+    for name, error in report.errors.items():
+        print(f"error: {name}: {error}", file=sys.stderr)
+    return 0 if report.ok else 1
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -338,6 +424,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_offers)
 
+    p = sub.add_parser("catalog", help="the offline price snapshot: show it, or refresh it")
+    p.add_argument("action", choices=["show", "refresh"])
+    p.add_argument("--provider", "-p", action="append", help="refresh only these (repeatable)")
+    p.add_argument("--timeout", type=float, help="seconds per provider")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_catalog)
+
     p = sub.add_parser("run", help="launch, stream logs, wait, terminate and report the cost")
     _add_launch_args(p)
     p.add_argument("--timeout", type=float, help="give up (and terminate) after this many seconds")
@@ -353,6 +446,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all", "-a", action="store_true", help="include ended resources")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_ls)
+
+    p = sub.add_parser("reconcile", help="bring the ledger in line with what providers report")
+    p.add_argument("--provider", "-p", action="append")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_reconcile)
+
+    p = sub.add_parser(
+        "cleanup", help="terminate runctl resources past their TTL, orphaned or not in the ledger"
+    )
+    p.add_argument("--dry-run", action="store_true", help="only list them, with their cost")
+    p.add_argument("--provider", "-p", action="append")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_cleanup)
 
     for name, help_text in (
         ("status", "show one resource and its cost so far"),

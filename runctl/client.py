@@ -35,7 +35,6 @@ from typing import TYPE_CHECKING, Any, TypeVar, Union
 
 import anyio
 import anyio.from_thread
-import attrs
 
 from .config import Settings, load_settings
 from .cost import Money
@@ -50,7 +49,6 @@ from .errors import (
     WaitTimeoutError,
 )
 from .models import (
-    TAG_LAUNCH_ID,
     TERMINAL_STATES,
     LaunchSpec,
     OfferQuery,
@@ -62,6 +60,9 @@ from .registry import Registry, default_registry
 if TYPE_CHECKING:
     from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+    from .catalog import Snapshot
+    from .ledger import Ledger
+    from .lifecycle import CleanupReport, ReconcileReport
     from .offers import OfferList
     from .provider import Provider
 
@@ -141,6 +142,7 @@ class AsyncClient:
         self._owned: set[str] = set()
         self._located: dict[str, str] = {}
         self._launch_prices: dict[str, Any] = {}
+        self._ledger: Ledger | None = None
 
     def __repr__(self) -> str:
         return f"<AsyncClient home={str(self.settings.home)!r} providers={sorted(self._providers)}>"
@@ -267,6 +269,24 @@ class AsyncClient:
         snapshot_offers = [o for o in snapshot.offers if not wanted or o.provider in wanted]
         return offer_search.combine(live_results, failures, snapshot_offers, query)
 
+    async def refresh_catalog(
+        self, *, providers: Sequence[str] | None = None, timeout: float | None = None
+    ) -> Snapshot:
+        """Rebuild the user-local price snapshot from live prices where credentials exist.
+
+        Providers that cannot be asked (no credentials, no live prices, failure) keep
+        their rows from the current snapshot; the snapshot's provenance says which.
+        """
+        from . import catalog
+
+        names, _ = self._usable_provider_names(tuple(providers or ()))
+        live = [
+            self.provider(n)
+            for n in names
+            if n != "local" and self.provider(n).capabilities.live_offers
+        ]
+        return await catalog.refresh(live, self.settings, timeout=timeout)
+
     # --- lifecycle ------------------------------------------------------------------------------
 
     def launch(self, spec: LaunchSpec) -> _AsyncLaunch:
@@ -285,38 +305,18 @@ class AsyncClient:
         name = spec.provider or (spec.offer.provider if spec.offer else None)
         name = name or self.settings.default_provider
         provider = self.provider(name)
-        if spec.ttl is None and self.settings.default_ttl_hours is not None:
-            from datetime import timedelta
+        from .lifecycle import Budget, apply_default_ttl, launch_safely
 
-            spec = attrs.evolve(spec, ttl=timedelta(hours=self.settings.default_ttl_hours))
-        try:
-            resource = await provider.launch(spec)
-        except BaseException:
-            # Cancelled or failed mid-launch: a machine may exist that nobody will
-            # ever terminate. Look for it by launch id and remove it, shielded.
-            with anyio.CancelScope(shield=True):
-                await self._remove_partial_launch(provider, spec)
-            raise
+        spec = apply_default_ttl(spec, self.settings.default_ttl_hours)
+        # Budget check, ledger intent/confirm, idempotency by launch id, and a shielded
+        # cleanup of whatever was created if the launch is cancelled or interrupted.
+        resource = await launch_safely(
+            provider, spec, self.ledger, budget=Budget.from_settings(self.settings)
+        )
         if resource.price is None and spec.offer is not None:
             resource = resource.evolve(price=spec.offer.price)
         self._remember(resource)
         return resource
-
-    async def _remove_partial_launch(self, provider: Provider, spec: LaunchSpec) -> None:
-        try:
-            with anyio.fail_after(60):
-                found = await provider.list(tags={TAG_LAUNCH_ID: spec.launch_id})
-                for resource in found:
-                    if not resource.is_terminal:
-                        logger.warning("terminating %s left by an interrupted launch", resource.id)
-                        await provider.terminate(resource.id)
-        except Exception:
-            logger.error(
-                "could not verify that interrupted launch %s left nothing running; "
-                "run `runctl cleanup` to check",
-                spec.launch_id,
-                exc_info=True,
-            )
 
     def _remember(self, resource: Resource) -> None:
         self._located[resource.id] = resource.provider
@@ -394,15 +394,28 @@ class AsyncClient:
         """Start a stopped resource again."""
         return await self._transition(resource, provider, ResourceState.RUNNING, "start")
 
-    async def terminate(self, resource: ResourceRef, *, provider: str | None = None) -> Resource:
-        """Terminate a resource; a no-op for one that already ended.
+    async def terminate(
+        self, resource: ResourceRef, *, provider: str | None = None, timeout: float = 300.0
+    ) -> Resource:
+        """Terminate a resource and wait until its provider confirms it; a no-op for one that ended.
+
+        The ledger's record of the launch is closed (with its final cost) only then.
+
+        Args:
+            timeout: seconds to wait for the provider to report it gone or terminating.
 
         Returns:
-            The resource as observed after the provider accepted the request.
+            The resource as last observed (terminating, terminated or ended).
+
+        Raises:
+            TerminationUnverifiedError: the provider never confirmed within ``timeout``;
+                the ledger keeps the launch open (``runctl cleanup`` retries it).
         """
+        from .lifecycle import terminate_verified
+
         rid, name = self._locate(resource, provider)
         impl = self.provider(name)
-        result = await impl.terminate(rid)
+        result = await terminate_verified(impl, rid, self.ledger, timeout=timeout)
         self._remember(result)
         return self._with_launch_price(result)
 
@@ -487,6 +500,49 @@ class AsyncClient:
         if not isinstance(resource, Resource):
             resource = await self.get(resource, provider=provider)
         return _cost(self._with_launch_price(resource))
+
+    # --- ledger, reconcile, cleanup -------------------------------------------------------------
+
+    @property
+    def ledger(self) -> Ledger:
+        """The local record of launches (``ledger.sqlite3`` in the runctl home)."""
+        if self._ledger is None:
+            from .ledger import Ledger
+
+            self._ledger = Ledger(self.settings.home / "ledger.sqlite3")
+        return self._ledger
+
+    def _providers_by_name(self, providers: Sequence[str] | None) -> dict[str, Provider]:
+        names, _ = self._usable_provider_names(tuple(providers or ()))
+        return {name: self.provider(name) for name in names}
+
+    async def reconcile(self, *, providers: Sequence[str] | None = None) -> ReconcileReport:
+        """Bring the ledger in line with what the providers report.
+
+        Adopts launches that were created but never confirmed, closes those whose
+        resources are gone, records runctl-managed resources the ledger did not know.
+        See :func:`runctl.lifecycle.reconcile`.
+
+        Args:
+            providers: only these providers (default: every usable one).
+        """
+        from .lifecycle import reconcile
+
+        return await reconcile(self.ledger, self._providers_by_name(providers))
+
+    async def cleanup(
+        self, *, dry_run: bool = True, providers: Sequence[str] | None = None
+    ) -> CleanupReport:
+        """Find runctl-managed resources past their TTL, orphaned or unknown to the ledger.
+
+        Args:
+            dry_run: only report them, with their cost so far (the default); ``False``
+                terminates each and waits until its provider confirms.
+            providers: only these providers (default: every usable one).
+        """
+        from .lifecycle import cleanup
+
+        return await cleanup(self.ledger, self._providers_by_name(providers), dry_run=dry_run)
 
 
 class _AsyncLaunch(AbstractAsyncContextManager[Resource]):
@@ -675,6 +731,12 @@ class Client:
             self._async.offers, query, providers=providers, timeout=timeout, live=live, **filters
         )
 
+    def refresh_catalog(
+        self, *, providers: Sequence[str] | None = None, timeout: float | None = None
+    ) -> Snapshot:
+        """See :meth:`AsyncClient.refresh_catalog`."""
+        return self._call(self._async.refresh_catalog, providers=providers, timeout=timeout)
+
     def launch(self, spec: LaunchSpec) -> Launch:
         """Launch ``spec`` and return a :class:`Launch` handle.
 
@@ -701,9 +763,11 @@ class Client:
         """See :meth:`AsyncClient.start`."""
         return self._call(self._async.start, resource, provider=provider)
 
-    def terminate(self, resource: ResourceRef, *, provider: str | None = None) -> Resource:
+    def terminate(
+        self, resource: ResourceRef, *, provider: str | None = None, timeout: float = 300.0
+    ) -> Resource:
         """See :meth:`AsyncClient.terminate`."""
-        return self._call(self._async.terminate, resource, provider=provider)
+        return self._call(self._async.terminate, resource, provider=provider, timeout=timeout)
 
     def wait(
         self,
@@ -729,6 +793,21 @@ class Client:
     def cost(self, resource: ResourceRef, *, provider: str | None = None) -> Money | None:
         """See :meth:`AsyncClient.cost`."""
         return self._call(self._async.cost, resource, provider=provider)
+
+    @property
+    def ledger(self) -> Ledger:
+        """See :attr:`AsyncClient.ledger`."""
+        return self._async.ledger
+
+    def reconcile(self, *, providers: Sequence[str] | None = None) -> ReconcileReport:
+        """See :meth:`AsyncClient.reconcile`."""
+        return self._call(self._async.reconcile, providers=providers)
+
+    def cleanup(
+        self, *, dry_run: bool = True, providers: Sequence[str] | None = None
+    ) -> CleanupReport:
+        """See :meth:`AsyncClient.cleanup`."""
+        return self._call(self._async.cleanup, dry_run=dry_run, providers=providers)
 
     def logs(
         self, resource: ResourceRef, *, follow: bool = False, provider: str | None = None

@@ -113,6 +113,10 @@ def _positive_number(name: str, value: object) -> float:
     return number
 
 
+def _optional_limit(name: str, value: object) -> float | None:
+    return None if value is None else _positive_number(name, value)
+
+
 @attrs.frozen(kw_only=True)
 class ProviderConfig:
     """Everything a provider may read to configure itself. Given to the provider's constructor.
@@ -183,6 +187,10 @@ class Settings:
         offer_timeout: seconds each provider gets to answer ``offers()``.
         max_snapshot_age_days: warn when the offline price snapshot is older.
         default_ttl_hours: TTL applied to launches that set none (``None``: no TTL).
+        max_hourly_spend: the most everything running may cost per hour, in USD,
+            checked before each launch (``None``: no limit).
+        max_total_spend: the most all launches in the ledger may cost, in USD, the new
+            one counted for its whole TTL (``None``: no limit).
         providers: per-provider tables from the config file.
         environ: the environment the settings were read from.
     """
@@ -192,6 +200,8 @@ class Settings:
     offer_timeout: float = 10.0
     max_snapshot_age_days: float = 30.0
     default_ttl_hours: float | None = None
+    max_hourly_spend: float | None = None
+    max_total_spend: float | None = None
     providers: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict)
     environ: Mapping[str, str] = attrs.field(factory=lambda: dict(os.environ), repr=False)
 
@@ -226,6 +236,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             "max_snapshot_age_days", pick("max_snapshot_age_days", 30.0)
         ),
         default_ttl_hours=None if ttl is None else _positive_number("default_ttl_hours", ttl),
+        max_hourly_spend=_optional_limit("max_hourly_spend", pick("max_hourly_spend", None)),
+        max_total_spend=_optional_limit("max_total_spend", pick("max_total_spend", None)),
         providers=providers,
         environ=env,
     )

@@ -143,6 +143,9 @@ class RetryPolicy:
         cap: the longest single wait, in seconds; a Retry-After longer than this
             is not waited for: the error is raised with ``retry_after`` set.
         rng: random source (for tests).
+        connect_attempts: tries when the connection itself is refused or the name does
+            not resolve. Kept low: that is what "no network" looks like, and callers
+            such as ``offers()`` should fall back to the snapshot at once, not in 8 s.
     """
 
     def __init__(
@@ -151,8 +154,10 @@ class RetryPolicy:
         base: float = 0.5,
         cap: float = 30.0,
         rng: random.Random | None = None,
+        connect_attempts: int = 2,
     ) -> None:
         self.attempts = attempts
+        self.connect_attempts = connect_attempts
         self.base = base
         self.cap = cap
         self._rng = rng or random.Random()
@@ -333,6 +338,7 @@ class HttpApi:
         method = method.upper()
         safe_to_repeat = method in _IDEMPOTENT if idempotent is None else idempotent
         attempt = 0
+        refused = 0
         while True:
             attempt += 1
             started = time.monotonic()
@@ -343,7 +349,12 @@ class HttpApi:
                     e, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
                 )
                 error = self._transport_error(method, path, e, maybe_applied=reached)
-                if attempt < self.retry.attempts and (safe_to_repeat or not reached):
+                refused += isinstance(e, httpx.ConnectError)
+                if (
+                    attempt < self.retry.attempts
+                    and refused < self.retry.connect_attempts
+                    and (safe_to_repeat or not reached)
+                ):
                     await self._wait(attempt, None, error)
                     continue
                 raise error from e

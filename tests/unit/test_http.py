@@ -129,6 +129,15 @@ async def test_connect_error_everywhere_is_a_connection_error_that_did_not_apply
     assert info.value.maybe_applied is False
 
 
+async def test_a_refused_connection_is_tried_only_twice_so_no_network_fails_fast():
+    sleeps: list[float] = []
+    script = Script(*[httpx.ConnectError("Name or service not known")] * 5)
+    with pytest.raises(ProviderConnectionError):
+        await api(script, sleeps).get("/x")
+    assert len(script.requests) == 2
+    assert sum(sleeps) <= 0.5
+
+
 @pytest.mark.parametrize(
     ("status", "error"),
     [(401, AuthenticationError), (403, AuthenticationError), (404, NotFoundError),

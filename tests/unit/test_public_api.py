@@ -57,7 +57,16 @@ def test_import_runctl_loads_no_provider_no_sdk_and_no_heavy_dependency():
 
 def test_listing_providers_from_metadata_imports_no_provider_module():
     loaded = _modules_after("import runctl; runctl.providers(check=False)")
-    assert not [m for m in loaded if m.startswith("runctl.providers")]
+    assert not [m for m in loaded if m.startswith("runctl.providers.")]
+
+
+def test_runctl_providers_stays_callable_after_a_provider_module_is_imported():
+    # Python binds runctl.providers to the runctl/providers package on import of any
+    # provider module; the public runctl.providers() must survive that.
+    import runctl.providers.local
+
+    names = [info.name for info in runctl.providers(check=False)]
+    assert "local" in names
 
 
 def test_building_a_spec_does_not_load_the_network_stack():
