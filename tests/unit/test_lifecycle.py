@@ -239,12 +239,11 @@ async def test_a_timeout_inside_launch_terminates_what_was_created() -> None:
     assert ledger.get("l1").note == "cancelled; terminated r1"  # type: ignore[union-attr]
 
 
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
 async def test_cancelling_the_asyncio_task_directly_leaves_nothing_running(
     anyio_backend: str,
 ) -> None:
     # What Ctrl-C does under asyncio.run: the main task is cancelled, not an anyio scope.
-    if anyio_backend != "asyncio":
-        pytest.skip("asyncio task cancellation")
     import asyncio
 
     cloud, ledger = FakeCloud(), Ledger()
