@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from datetime import datetime, timedelta
-from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation, localcontext
 from typing import TYPE_CHECKING, Literal
 
 import attrs
@@ -148,9 +148,10 @@ class Money:
 
     def rounded(self, places: int = 2) -> Money:
         """Round half-even to ``places`` decimals (for display; keep exact amounts for sums)."""
-        return Money(
-            self.amount.quantize(Decimal(1).scaleb(-places), ROUND_HALF_EVEN), self.currency
-        )
+        with localcontext() as ctx:
+            ctx.prec = max(28, self.amount.adjusted() + places + 4)
+            amount = self.amount.quantize(Decimal(1).scaleb(-places), ROUND_HALF_EVEN)
+        return Money(amount, self.currency)
 
     def convert(self, currency: str, rates: Mapping[str, Decimal | str]) -> Money:
         """Convert with a rate the caller supplies; runctl never guesses exchange rates.
@@ -170,9 +171,12 @@ class Money:
         return Money(self.amount * _to_decimal(rates[self.currency]), currency)
 
     def __str__(self) -> str:
-        shown = self.amount.quantize(Decimal("0.000001"), ROUND_HALF_EVEN).normalize()
-        if shown.as_tuple().exponent > -2:  # type: ignore[operator]
-            shown = shown.quantize(Decimal("0.01"))
+        # Enough precision for any amount's integer digits plus six decimals.
+        with localcontext() as ctx:
+            ctx.prec = max(28, self.amount.adjusted() + 10)
+            shown = self.amount.quantize(Decimal("0.000001"), ROUND_HALF_EVEN).normalize()
+            if shown.as_tuple().exponent > -2:  # type: ignore[operator]
+                shown = shown.quantize(Decimal("0.01"))
         return f"{shown:f} {self.currency}"
 
 

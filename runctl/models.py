@@ -179,8 +179,13 @@ def _to_timedelta(value: object) -> timedelta | None:
     if value is None or isinstance(value, timedelta):
         return value
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return timedelta(seconds=value)
-    raise ValidationError("ttl", f"{value!r} is not a duration", allowed="timedelta or seconds")
+        try:
+            return timedelta(seconds=value)
+        except (ValueError, OverflowError):  # NaN, inf, beyond ~2.7 million years
+            pass
+    raise ValidationError(
+        "ttl", f"{value!r} is not a duration", allowed="a timedelta, or finite seconds"
+    )
 
 
 # --- GPUs ---------------------------------------------------------------------------------------

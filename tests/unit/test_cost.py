@@ -215,3 +215,10 @@ def test_offer_round_trips_through_json(price: Price, gpu_name: str, count: int)
     back = from_json(to_json(offer), Offer)
     assert back == offer
     assert back.per_gpu_hour == offer.per_gpu_hour
+
+
+def test_money_str_is_readable_and_never_fails_on_large_amounts():
+    assert str(Money("0.6")) == "0.60 USD"
+    assert str(Money("0.0002777777777777777777777778")) == "0.000278 USD"
+    assert str(Money(10**30)) == "1000000000000000000000000000000.00 USD"
+    assert Money(10**30).rounded(4).amount == Decimal(10**30)
