@@ -53,3 +53,16 @@ def bench(session: nox.Session) -> None:
     """Benchmarks; results are written to docs/benchmarks.md."""
     session.install("-e", ".[test]")
     session.run("python", "tests/benchmarks/run.py", *session.posargs)
+
+
+@nox.session
+def reliability(session: nox.Session) -> None:
+    """Fault-injection figures for docs/reliability.md: 1,000 cycles and 100 cancellations."""
+    session.install("-e", ".[test]")
+    report = Path(session.create_tmp()) / "reliability.jsonl"
+    report.unlink(missing_ok=True)
+    session.run(
+        "python", "-m", "pytest", "-q", "-s", "-m", "slow or not slow", "tests/reliability",
+        env={"RUNCTL_RELIABILITY_REPORT": str(report)},
+    )
+    print(report.read_text())
