@@ -15,15 +15,19 @@ still shows its last known prices. Every offer from it carries
 - :func:`build` (``python -m runctl.catalog build SRC_DIR``) rebuilds the packaged
   snapshot from the published catalog files in ``SRC_DIR``.
 
-The file is gzip'd JSON: a string table and one short array per offer, because
-most of each row (provider, region, GPU name) repeats.
+The file is gzip'd JSON in columns: a string table; a table of the distinct
+*kinds* of offer (provider, machine type, GPU, GPU count, vCPUs, RAM, GPU memory,
+spot, price source), a few hundred for 10,000s of offers; and one array per offer
+field (its kind, region, zone and price, as numbers). Loading parses it and
+indexes the columns for search; an :class:`~runctl.models.Offer` is built only
+when it is looked at (``snapshot.offers`` is a lazy
+:class:`~runctl.offers.OfferList`).
 """
 
 from __future__ import annotations
 
 import csv
 import functools
-import gc
 import gzip
 import json
 import os
@@ -45,6 +49,7 @@ from .models import Gpu, Offer
 
 if TYPE_CHECKING:
     from .config import Settings
+    from .offers import OfferList
     from .provider import Provider
 
 __all__ = [
@@ -59,12 +64,19 @@ __all__ = [
     "snapshot_path",
 ]
 
-FORMAT = 1
-#: Columns of one row in the snapshot file, in order.
+FORMAT = 2
+#: The fields of one offer, in the order :class:`_Writer` takes them.
 COLUMNS = (
     "provider", "instance_type", "gpu", "gpu_count", "vcpus", "memory_gb", "gpu_memory_gb",
     "region", "zone", "per_hour", "spot", "source",
 )
+#: Columns of the file's table of distinct kinds of offer.
+KIND_COLUMNS = (
+    "provider", "instance_type", "gpu", "gpu_count", "vcpus", "memory_gb", "gpu_memory_gb",
+    "spot", "source",
+)
+#: The file's per-offer arrays.
+OFFER_COLUMNS = ("kind", "region", "zone", "per_hour")
 _PACKAGED = "data/snapshot.json.gz"
 
 
@@ -175,7 +187,9 @@ class Snapshot:
     """A loaded price snapshot.
 
     Attributes:
-        offers: every offer in it (prices per instance-hour, in USD).
+        offers: every offer in it (prices per instance-hour, in USD), as an
+            :class:`~runctl.offers.OfferList` indexed for search; offers are built
+            when looked at.
         observed_at: when its oldest provider's figures were observed.
         built_at: when the file was written.
         provenance: per provider, where its figures came from.
@@ -247,7 +261,9 @@ def _load_file(path: str, mtime_ns: int) -> Snapshot:
 
 def _parse(blob: bytes, path: str) -> Snapshot:
     data = json.loads(gzip.decompress(blob))
-    if data.get("format") != FORMAT:
+    if data.get("format") == 1:
+        data = _from_format_1(data)
+    elif data.get("format") != FORMAT:
         raise ValueError(f"{path}: unsupported snapshot format {data.get('format')!r}")
     provenance = {
         name: ProviderProvenance(
@@ -263,15 +279,7 @@ def _parse(blob: bytes, path: str) -> Snapshot:
         )
         for name, p in data["providers"].items()
     }
-    # Building ~100k small objects triggers many cyclic-GC passes that find nothing
-    # (the objects hold no cycles); pausing the collector halves the load time.
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        offers = decode_rows(data["strings"], data["rows"], data["providers"], provenance)
-    finally:
-        if was_enabled:
-            gc.enable()
+    offers = decode(data["strings"], data["kinds"], data["offers"], data["providers"], provenance)
     observed = min((p.observed_at for p in provenance.values()), default=_EPOCH)
     return Snapshot(
         offers=offers,
@@ -285,63 +293,84 @@ def _parse(blob: bytes, path: str) -> Snapshot:
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
-def decode_rows(
+def _from_format_1(data: dict[str, Any]) -> dict[str, Any]:
+    """A format 1 file (one array per offer), as format 2's tables."""
+    writer = _Writer()
+    writer.strings = list(data["strings"])
+    for row in data["rows"]:
+        writer.add(row)
+    return {**data, "kinds": writer.kinds, "offers": writer.columns}
+
+
+def decode(
     strings: Sequence[str],
-    rows: Iterable[Sequence[Any]],
+    kinds: Sequence[Sequence[Any]],
+    columns: Mapping[str, Sequence[int]],
     providers: Mapping[str, Mapping[str, Any]],
     provenance: Mapping[str, ProviderProvenance],
-) -> tuple[Offer, ...]:
-    """Turn the rows of a snapshot file into offers.
+) -> OfferList:
+    """The offers of a snapshot file's tables, indexed for search, built when looked at.
 
-    Identical GPUs and prices are built once and shared: a snapshot repeats the same
-    price across many zones. The models are filled in directly rather than through
-    their validating constructors: the rows were validated when the file was built,
-    and validation is most of the load time of a large snapshot.
+    The per-offer columns are used as parsed: nothing is done per offer until a
+    search or a reader asks for it. Each kind's GPU is normalised once, and equal
+    prices of one kind are built once and shared. Prices are filled in directly
+    rather than through their validating constructors: the rows were validated
+    when the file was built, and validation would be most of the cost of an offer.
     """
+    from .offers import OfferList, _Index, _Kinds
+
+    kind_col, region_col, zone_col, price_col = (columns[c] for c in OFFER_COLUMNS)
     gpus: dict[tuple[int, int, int, float | None], Gpu | None] = {}
-    prices: dict[tuple[int, int, int, int, int], Price] = {}
-    rules = {
-        name: (
-            timedelta(seconds=p.get("increment_s", 1)),
-            timedelta(seconds=p.get("minimum_s", 0)),
-        )
-        for name, p in providers.items()
-    }
-    amounts: dict[int, Decimal] = {}
-    out: list[Offer] = []
-    append = out.append
-    new = object.__new__
-    put = object.__setattr__
-    for p, it, g, n, vcpus, mem, gmem, region, zone, price, spot, src in rows:
+    index_kinds = _Kinds()
+    # Per kind, what all its offers share: the machine, and how it is billed.
+    machines: list[tuple[str, str, Gpu | None, int, int | None, float | None]] = []
+    billing: list[tuple[timedelta, timedelta, bool, datetime, str]] = []
+    for p, it, g, n, vcpus, mem, gmem, spot, src in kinds:
         gkey = (p, it, g, gmem)
         gpu = gpus.get(gkey, _MISSING)
         if gpu is _MISSING:
             gpu = gpus[gkey] = _row_gpu(strings[p], strings[it], strings[g], gmem)
-        pkey = (p, price, spot, src, n)
-        priced = prices.get(pkey)
-        if priced is None:
-            provider = strings[p]
-            increment, minimum = rules.get(provider, (_S, timedelta(0)))
-            amount = amounts.get(price)
-            if amount is None:
-                amount = amounts[price] = Decimal(strings[price])
-            priced = prices[pkey] = _price(
-                amount, n, increment, minimum, bool(spot),
-                provenance[provider].observed_at, "live" if src else "snapshot",
+        provider = strings[p]
+        rule = providers.get(provider, {})
+        machines.append((provider, strings[it], gpu, n, vcpus, mem))
+        billing.append((
+            timedelta(seconds=rule.get("increment_s", 1)),
+            timedelta(seconds=rule.get("minimum_s", 0)),
+            bool(spot),
+            provenance[provider].observed_at,
+            "live" if src else "snapshot",
+        ))
+        index_kinds.add(provider, gpu, n, vcpus, mem, bool(spot), "USD")
+    amounts = {at: Decimal(strings[at]) for at in set(price_col)}
+    prices: dict[int, Price] = {}
+    width = len(strings)
+
+    def make(row: int) -> Offer:
+        k = kind_col[row]
+        at = price_col[row]
+        provider, instance_type, gpu, n, vcpus, mem = machines[k]
+        price = prices.get(k * width + at)
+        if price is None:
+            increment, minimum, spot, observed_at, source = billing[k]
+            price = prices[k * width + at] = _price(
+                amounts[at], n, increment, minimum, spot, observed_at, source
             )
-        offer = new(Offer)
-        put(offer, "provider", strings[p])
-        put(offer, "instance_type", strings[it])
-        put(offer, "gpu", gpu)
-        put(offer, "gpu_count", n)
-        put(offer, "price", priced)
-        put(offer, "vcpus", vcpus)
-        put(offer, "memory_gb", mem)
-        put(offer, "region", strings[region] or None)
-        put(offer, "zone", strings[zone] or None)
-        put(offer, "available", None)
-        append(offer)
-    return tuple(out)
+        return Offer(
+            provider=provider, instance_type=instance_type, gpu=gpu, gpu_count=n, price=price,
+            vcpus=vcpus, memory_gb=mem, region=strings[region_col[row]] or None,
+            zone=strings[zone_col[row]] or None,
+        )
+
+    index = _Index(
+        kind=kind_col,
+        region=region_col,
+        region_names=strings,
+        amount=list(map(amounts.__getitem__, price_col)),
+        kinds=index_kinds,
+        make=make,
+        shared=True,
+    )
+    return OfferList._of_index(index)
 
 
 def _price(
@@ -354,22 +383,29 @@ def _price(
     source: str,
 ) -> Price:
     # Every field of Money and Price is set here; test_catalog checks the result
-    # equals one built through the validating constructor.
-    put = object.__setattr__
-    money = object.__new__(Money)
-    put(money, "amount", amount)
-    put(money, "currency", "USD")
-    price = object.__new__(Price)
-    for name, value in (
-        ("per_hour", money), ("gpu_count", gpu_count), ("billing_increment", increment),
-        ("minimum_duration", minimum), ("spot", spot), ("storage_per_gb_month", None),
-        ("egress_per_gb", None), ("observed_at", observed_at), ("source", source),
-    ):
-        put(price, name, value)
+    # equals one built through the validating constructor. A bound object.__setattr__
+    # is what attrs' own __init__ uses for frozen classes: the fastest way to fill one.
+    money = _new(Money)
+    put = _bind(money)
+    put("amount", amount)
+    put("currency", "USD")
+    price = _new(Price)
+    put = _bind(price)
+    put("per_hour", money)
+    put("gpu_count", gpu_count)
+    put("billing_increment", increment)
+    put("minimum_duration", minimum)
+    put("spot", spot)
+    put("storage_per_gb_month", None)
+    put("egress_per_gb", None)
+    put("observed_at", observed_at)
+    put("source", source)
     return price
 
 
 _MISSING: Any = object()
+_new = object.__new__
+_bind = object.__setattr__.__get__
 
 
 def _row_gpu(
@@ -395,12 +431,14 @@ def _row_gpu(
 
 
 class _Writer:
-    """Accumulates rows with a shared string table."""
+    """Accumulates offers as the file's tables: strings, distinct kinds, per-offer columns."""
 
     def __init__(self) -> None:
         self.strings: list[str] = []
         self._index: dict[str, int] = {}
-        self.rows: list[list[Any]] = []
+        self.kinds: list[list[Any]] = []
+        self._kind_of: dict[tuple[Any, ...], int] = {}
+        self.columns: dict[str, list[int]] = {name: [] for name in OFFER_COLUMNS}
         self._seen: set[tuple[Any, ...]] = set()
 
     def s(self, value: str | None) -> int:
@@ -411,26 +449,40 @@ class _Writer:
             self.strings.append(value)
         return found
 
+    def __len__(self) -> int:
+        return len(self.columns["kind"])
+
     def add(self, row: Sequence[Any]) -> bool:
-        """Add a row unless an identical one is already there."""
+        """Add an offer (fields as in :data:`COLUMNS`) unless an identical one is there."""
         key = tuple(row)
         if key in self._seen:
             return False
         self._seen.add(key)
-        self.rows.append(list(row))
+        p, it, g, n, vcpus, mem, gmem, region, zone, per_hour, spot, src = row
+        kind = [p, it, g, n, vcpus, mem, gmem, spot, src]
+        # Keyed by type too: 2048 and 2048.0 are equal but are not the same value to keep.
+        kind_key = tuple((type(v), v) for v in kind)
+        k = self._kind_of.get(kind_key)
+        if k is None:
+            k = self._kind_of[kind_key] = len(self.kinds)
+            self.kinds.append(kind)
+        for name, value in zip(OFFER_COLUMNS, (k, region, zone, per_hour), strict=True):
+            self.columns[name].append(value)
         return True
 
 
 def _write(path: Path, writer: _Writer, providers: Mapping[str, Any], built_at: datetime) -> Path:
     payload = {
         "format": FORMAT,
-        "columns": list(COLUMNS),
         "built_at": built_at.isoformat(),
         "currency": "USD",
         "unit": "per instance-hour",
         "providers": providers,
         "strings": writer.strings,
-        "rows": writer.rows,
+        "kind_columns": list(KIND_COLUMNS),
+        "kinds": writer.kinds,
+        "offer_columns": list(OFFER_COLUMNS),
+        "offers": writer.columns,
     }
     text = json.dumps(payload, separators=(",", ":"), sort_keys=False)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import attrs
 import pytest
@@ -107,11 +108,20 @@ def test_packaged_snapshot_is_small_real_and_names_its_sources() -> None:
     assert lam and all(o.price.billing_increment == timedelta(minutes=1) for o in lam)
 
 
+def file_rows(data: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """A snapshot file's offers as one tuple each: their kind's fields, region, zone, price."""
+    kinds, columns = data["kinds"], data["offers"]
+    return [
+        (*kinds[k], region, zone, price)
+        for k, region, zone, price in zip(*(columns[c] for c in catalog.OFFER_COLUMNS))
+    ]
+
+
 def test_packaged_snapshot_has_no_exact_duplicates_or_fractional_gpus() -> None:
     data = json.loads(gzip.decompress(catalog._packaged_path().read_bytes()))
-    rows = [tuple(r) for r in data["rows"]]
-    assert len(rows) == len(set(rows))
-    assert all(isinstance(r[3], int) for r in rows)
+    rows = file_rows(data)
+    assert len(rows) == len(set(rows)) == len(catalog.load_snapshot(load_settings(), warn=False).offers)
+    assert all(isinstance(kind[3], int) for kind in data["kinds"])
 
 
 def test_stale_snapshot_warns_with_a_runctl_warning(runctl_home: Path) -> None:
@@ -198,5 +208,21 @@ def test_rebuild_from_the_shared_source_is_identical_when_present() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         out = catalog.build(src, Path(tmp) / "s.json.gz", observed_at=observed)
         rebuilt = json.loads(gzip.decompress(out.read_bytes()))
-    assert rebuilt["rows"] == packaged["rows"]
+    assert rebuilt["strings"] == packaged["strings"]
+    assert file_rows(rebuilt) == file_rows(packaged)
     assert rebuilt["providers"] == packaged["providers"]
+
+
+def test_a_format_1_file_from_an_earlier_runctl_still_loads(tmp_path: Path) -> None:
+    out = catalog.build(write_source(tmp_path), tmp_path / "snap.json.gz")
+    data = json.loads(gzip.decompress(out.read_bytes()))
+    columns = ("kind_columns", "kinds", "offer_columns", "offers")
+    # Format 1 kept one array per offer: the fields in catalog.COLUMNS order.
+    rows = [[*kind[:7], region, zone, price, *kind[7:]] for *kind, region, zone, price
+            in file_rows(data)]
+    old = {**{k: v for k, v in data.items() if k not in columns}, "format": 1, "rows": rows}
+    path = tmp_path / "v1.json.gz"
+    path.write_bytes(gzip.compress(json.dumps(old).encode()))
+    assert list(catalog._parse(path.read_bytes(), str(path)).offers) == list(
+        catalog._parse(out.read_bytes(), str(out)).offers
+    )

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from datetime import timedelta
 from decimal import Decimal
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from runctl.cost import Money, Price
 from runctl.errors import ProviderConnectionError
 from runctl.gpus import normalize_gpu
-from runctl.models import Offer, OfferQuery
+from runctl.models import Gpu, Offer, OfferQuery
 from runctl.offers import OfferList, combine, format_table, select, to_records
 
 
@@ -181,3 +184,202 @@ def test_offer_list_is_a_sequence() -> None:
     assert isinstance(listed[:2], OfferList) and listed[:2].errors == {"x": "y"}
     assert list(listed) == OFFERS
     assert "errors=['x']" in repr(listed)
+
+
+# --- the index gives exactly what a plain Decimal search gives ---------------------------------
+
+GPUS: list[Gpu | None] = [normalize_gpu(name) for name in ("H100 SXM", "H100 NVL", "A100 80GB SXM", "L4", "T4")]
+GPUS += [normalize_gpu("mystery card"), normalize_gpu("other card"), None]
+
+
+def reference(offers: list[Offer], q: OfferQuery) -> list[Offer]:
+    """The search spelled out offer by offer, in Decimal: what select() must return."""
+    from runctl.gpus import gpu_matches
+
+    def keep(o: Offer) -> bool:
+        amount = o.price.per_hour.amount
+        prefixes = tuple(r.lower() for r in q.regions)
+        return (
+            (not q.providers or o.provider in q.providers)
+            and (q.gpu is None or (o.gpu is not None and gpu_matches(q.gpu, o.gpu)))
+            and (q.spot is None or o.price.spot is q.spot)
+            and (q.count is None or o.gpu_count == q.count)
+            and (q.min_gpu_memory_gb is None
+                 or (o.gpu is not None and (o.gpu.memory_gb or 0) >= q.min_gpu_memory_gb))
+            and (q.min_vcpus is None or (o.vcpus or 0) >= q.min_vcpus)
+            and (q.min_memory_gb is None or (o.memory_gb or 0) >= q.min_memory_gb)
+            and (not prefixes or (o.region or "").lower().startswith(prefixes))
+            and o.price.per_hour.currency == q.currency
+            and (q.max_per_hour is None or amount <= q.max_per_hour)
+            and (q.max_per_gpu_hour is None
+                 or (o.gpu_count > 0 and amount <= q.max_per_gpu_hour * o.gpu_count))
+        )
+
+    def key(o: Offer) -> tuple[bool, Decimal]:
+        value = o.price_view(q.sort)
+        return (value is None, Decimal(0) if value is None else value.amount)
+
+    found = sorted((o for o in offers if keep(o)), key=key)  # stable: ties keep input order
+    return found if q.limit is None else found[: q.limit]
+
+
+amounts = st.one_of(
+    st.decimals(min_value=0, max_value=200, places=5),
+    st.sampled_from([Decimal(x) for x in ("0", "1", "2", "3", "2.99", "1.999995", "98.32", "7")]),
+)
+
+
+@st.composite
+def offer_lists(draw: st.DrawFn) -> list[Offer]:
+    out = []
+    for _ in range(draw(st.integers(0, 40))):
+        count = draw(st.sampled_from([0, 1, 2, 3, 7, 8]))
+        out.append(Offer(
+            provider=draw(st.sampled_from(["aws", "gcp", "runpod"])),
+            instance_type=draw(st.sampled_from(["a", "b"])),
+            gpu=draw(st.sampled_from(GPUS)), gpu_count=count,
+            price=Price(
+                per_hour=Money(draw(amounts), draw(st.sampled_from(["USD", "USD", "EUR"]))),
+                gpu_count=count, spot=draw(st.booleans()),
+            ),
+            vcpus=draw(st.sampled_from([None, 4, 32])),
+            memory_gb=draw(st.sampled_from([None, 16.0, 256.0])),
+            region=draw(st.sampled_from([None, "us-east-1", "US-west-2", "eu-west-1", ""])),
+        ))
+    return out
+
+
+@st.composite
+def queries(draw: st.DrawFn, offers: list[Offer]) -> OfferQuery:
+    def price_limit() -> Decimal | None:
+        # Often exactly an offer's own price or per-GPU price: the boundary cases.
+        choices: list[Decimal | None] = [None, None, None, draw(amounts)]
+        for o in offers[:5]:
+            choices.append(o.per_hour.amount)
+            if o.per_gpu_hour is not None:
+                choices.append(o.per_gpu_hour.amount)
+        return draw(st.sampled_from(choices))
+
+    def maybe(*values: Any) -> Any:
+        # Mostly unset, so that most searches find something.
+        return draw(st.sampled_from([None, None, None, None, *values]))
+
+    return OfferQuery(
+        gpu=maybe("H100", "A100-80GB", "L4", "mystery"),
+        count=maybe(1, 8),
+        min_gpu_memory_gb=maybe(40, 80.5),
+        min_vcpus=maybe(8),
+        min_memory_gb=maybe(100),
+        max_per_hour=price_limit(),
+        max_per_gpu_hour=price_limit(),
+        spot=maybe(True, False),
+        regions=maybe(("us-",), ("eu", "us-west")) or (),
+        providers=maybe(("aws",), ("gcp", "runpod")) or (),
+        currency=draw(st.sampled_from(["USD", "USD", "USD", "EUR"])),
+        sort=draw(st.sampled_from(["per_hour", "per_gpu_hour", "per_gpu_memory_gb_hour",
+                                   "per_bf16_pflop_hour"])),
+        limit=maybe(1, 3),
+    )
+
+
+@given(st.data())
+@settings(max_examples=400)
+def test_search_equals_the_plain_decimal_search(data: st.DataObject) -> None:
+    offers = data.draw(offer_lists())
+    listed = OfferList(offers)
+    for _ in range(3):
+        q = data.draw(queries(offers))
+        expected = reference(offers, q)
+        assert select(offers, q) == expected
+        assert list(listed.select(q)) == expected
+        # A narrower search of a result is the search of that result as a list.
+        narrower = OfferQuery(sort="per_gpu_hour", max_per_hour=q.max_per_hour)
+        assert list(listed.select(q).select(narrower)) == reference(expected, narrower)
+
+
+@given(offer_lists())
+def test_index_prices_are_the_offer_properties(offers: list[Offer]) -> None:
+    index = OfferList(offers)._index()
+    for view in ("per_hour", "per_gpu_hour", "per_gpu_memory_gb_hour", "per_bf16_pflop_hour"):
+        values = index.view(view).by_row
+        for o, value in zip(offers, values, strict=True):
+            money = o.price_view(view)
+            assert value == (None if money is None else money.amount)
+
+
+def test_a_limit_at_a_rounded_per_gpu_price_is_exact() -> None:
+    # $1 for 3 GPUs is 0.3333333333333333333333333333 (rounded) per GPU-hour; that
+    # rounded figure as a limit is below $1 / 3 GPUs, so the offer is out.
+    third = offer("aws", "L4", 3, "1")
+    assert third.per_gpu_hour is not None
+    q = OfferQuery(max_per_gpu_hour=third.per_gpu_hour.amount, sort="per_gpu_hour")
+    assert select([third], q) == reference([third], q) == []
+    q = OfferQuery(max_per_gpu_hour=Decimal(1) / 3 + Decimal("1e-27"), sort="per_gpu_hour")
+    assert select([third], q) == [third]
+    # $2 for 3 GPUs rounds up to ...6667 per GPU-hour, above a limit of ...6666; but
+    # that limit times 3 rounds to 2.000..., so the offer is in, as the Decimal test says.
+    two_thirds = offer("aws", "L4", 3, "2")
+    q = OfferQuery(max_per_gpu_hour=Decimal("0." + "6" * 28), sort="per_gpu_hour")
+    assert select([two_thirds], q) == reference([two_thirds], q) == [two_thirds]
+
+
+def test_prices_equal_as_floats_still_sort_exactly() -> None:
+    # Both are 1.0 as floats; Decimal order puts the dollar first.
+    above = offer("aws", "L4", 1, "1.00000000000000000001")
+    dollar = offer("gcp", "L4", 1, "1")
+    for sort in ("per_hour", "per_gpu_hour"):
+        assert select([above, dollar], OfferQuery(sort=sort)) == [dollar, above]
+
+
+def test_snapshot_searches_equal_the_plain_search_of_its_offers() -> None:
+    from runctl import catalog
+    from runctl.config import load_settings
+
+    snapshot = catalog.load_snapshot(load_settings(), warn=False).offers
+    assert isinstance(snapshot, OfferList)
+    every = list(snapshot)
+    for q in [
+        OfferQuery(gpu="H100", sort="per_gpu_hour", limit=10),
+        OfferQuery(min_gpu_memory_gb=40, max_per_gpu_hour=Decimal(2), regions=["us-"],
+                   sort="per_gpu_hour"),
+        OfferQuery(sort="per_bf16_pflop_hour", limit=20),
+        OfferQuery(gpu="L4", spot=True, providers=["aws", "gcp"], max_per_hour=Decimal("1")),
+        OfferQuery(count=8, sort="per_gpu_memory_gb_hour"),
+    ]:
+        expected = reference(every, q)
+        assert list(snapshot.select(q)) == expected
+        assert select(snapshot, q) == expected
+        assert list(combine({}, {}, snapshot, q)) == expected
+        # A list of its offers (as a caller filtering by provider builds it) is recognised.
+        some = [o for o in snapshot if o.provider in {"aws", "lambda"}]
+        assert list(combine({}, {}, some, q)) == reference(some, q)
+        assert list(combine({}, {}, snapshot[100:5000], q)) == reference(every[100:5000], q)
+
+
+def test_live_offers_merge_into_the_snapshot_in_price_order_and_win_ties() -> None:
+    from runctl import catalog
+    from runctl.config import load_settings
+
+    snapshot = catalog.load_snapshot(load_settings(), warn=False).offers
+    cheap_aws = next(o for o in snapshot if o.provider == "aws" and o.gpu_count == 1)
+    tie = offer("lambda", "H100 SXM", 1, str(cheap_aws.per_hour.amount), source="live")
+    live = {"lambda": [tie, offer("lambda", "H100 SXM", 8, "23.92", source="live")]}
+    for q in [OfferQuery(), OfferQuery(sort="per_gpu_hour", limit=50), OfferQuery(gpu="H100")]:
+        merged = [*live["lambda"], *(o for o in snapshot if o.provider != "lambda")]
+        assert list(combine(live, {}, snapshot, q)) == reference(merged, q)
+
+
+def test_snapshot_offers_are_built_once_and_only_when_looked_at() -> None:
+    from runctl import catalog
+    from runctl.config import load_settings
+
+    path = catalog._packaged_path()
+    snapshot = catalog._parse(path.read_bytes(), str(path)).offers
+    assert isinstance(snapshot, OfferList)
+    found = snapshot.select(OfferQuery(gpu="H100", limit=5))
+    index = snapshot._index()
+    assert sum(o is not None for o in index._cache) == 0
+    first = found[0]
+    assert sum(o is not None for o in index._cache) == 1
+    assert snapshot.select(OfferQuery(gpu="H100", limit=5))[0] is first
+    assert first in catalog.load_snapshot(load_settings(), warn=False).offers
