@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, Union
 
 import anyio
 import anyio.from_thread
+import attrs
 
 from .config import Settings, load_settings
 from .cost import Money
@@ -266,8 +267,10 @@ class AsyncClient:
                 for name in names:
                     tg.start_soon(ask, name)
         snapshot = await anyio.to_thread.run_sync(catalog.load_snapshot, self.settings)
-        snapshot_offers = [o for o in snapshot.offers if not wanted or o.provider in wanted]
-        return offer_search.combine(live_results, failures, snapshot_offers, query)
+        search = attrs.evolve(query, providers=wanted) if wanted else query
+        # The snapshot's own OfferList: combine() searches its prebuilt index and builds
+        # only the offers it returns.
+        return offer_search.combine(live_results, failures, snapshot.offers, search)
 
     async def refresh_catalog(
         self, *, providers: Sequence[str] | None = None, timeout: float | None = None
