@@ -358,7 +358,7 @@ def decode(
         return Offer(
             provider=provider, instance_type=instance_type, gpu=gpu, gpu_count=n, price=price,
             vcpus=vcpus, memory_gb=mem, region=strings[region_col[row]] or None,
-            zone=strings[zone_col[row]] or None,
+            zone=strings[zone_col[row]] or None, note=_note(provider, instance_type),
         )
 
     index = _Index(
@@ -371,6 +371,16 @@ def decode(
         shared=True,
     )
     return OfferList._of_index(index)
+
+
+#: GCP's published GPU prices are for the accelerators alone (rows like ``H100:8``).
+ACCELERATORS_ONLY = "accelerators only: the VM they attach to is billed on top"
+
+
+def _note(provider: str, instance_type: str) -> str | None:
+    if provider == "gcp" and ":" in instance_type:
+        return ACCELERATORS_ONLY
+    return None
 
 
 def _price(

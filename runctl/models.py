@@ -281,6 +281,8 @@ class Offer:
         region: provider region, when the offer is regional.
         zone: availability zone, when known.
         available: whether the provider says it can be launched now (``None``: not said).
+        note: what a reader of this price must know, e.g. that it covers the
+            accelerators only and the VM is billed on top.
         spot: an interruptible offer (same as ``price.spot``).
     """
 
@@ -294,6 +296,7 @@ class Offer:
     region: str | None = None
     zone: str | None = None
     available: bool | None = None
+    note: str | None = None
 
     @property
     def spot(self) -> bool:

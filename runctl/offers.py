@@ -631,6 +631,8 @@ class OfferList(Sequence["Offer"]):
         parts.append("</tbody></table>")
         if len(self) > len(rows):
             parts.append(f"<p>{len(rows)} of {len(self)} offers shown.</p>")
+        for note in sorted({o.note for o in self[: len(rows)] if o.note}):
+            parts.append(f"<p>* {html.escape(note)}</p>")
         if self.errors:
             items = "".join(
                 f"<li>{html.escape(name)}: {html.escape(_error_text(e))}</li>"
@@ -772,7 +774,7 @@ def _table_rows(
         currency = o.price.currency
         rows.append([
             o.provider,
-            o.instance_type,
+            f"{o.instance_type}*" if o.note else o.instance_type,
             gpus,
             "-" if o.gpu_memory_gb is None else f"{o.gpu_memory_gb:g}",
             "-" if o.vcpus is None else str(o.vcpus),
@@ -804,6 +806,8 @@ def format_table(offers: Sequence[Offer], *, max_rows: int | None = 50) -> str:
         lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
     if len(offers) > len(rows):
         lines.append(f"... {len(offers) - len(rows)} more")
+    notes = sorted({o.note for o in offers[: len(rows)] if o.note})
+    lines += [f"* {note}" for note in notes]
     if not rows:
         lines.append("(no offers)")
     return "\n".join(lines)
@@ -816,7 +820,7 @@ def to_records(offers: Iterable[Offer]) -> list[dict[str, Any]]:
     gpu_count, gpu_memory_gb (per GPU), bf16_tflops (per GPU), vcpus, memory_gb,
     region, zone, spot, available, currency, per_hour, per_gpu_hour,
     per_gpu_memory_gb_hour, per_bf16_pflop_hour, billing_increment_s,
-    minimum_duration_s, source, observed_at.
+    minimum_duration_s, source, observed_at, note.
     """
     records = []
     for o in offers:
@@ -850,5 +854,6 @@ def to_records(offers: Iterable[Offer]) -> list[dict[str, Any]]:
             "minimum_duration_s": price.minimum_duration.total_seconds(),
             "source": price.source,
             "observed_at": price.observed_at,
+            "note": o.note,
         })
     return records

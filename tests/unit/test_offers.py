@@ -383,3 +383,19 @@ def test_snapshot_offers_are_built_once_and_only_when_looked_at() -> None:
     assert sum(o is not None for o in index._cache) == 1
     assert snapshot.select(OfferQuery(gpu="H100", limit=5))[0] is first
     assert first in catalog.load_snapshot(load_settings(), warn=False).offers
+
+
+def test_a_partial_price_says_so_wherever_it_is_shown():
+    from runctl import catalog
+    from runctl.config import load_settings
+    from runctl.models import OfferQuery
+
+    snapshot = catalog.load_snapshot(load_settings(), warn=False)
+    found = snapshot.offers.select(OfferQuery(providers=("gcp",), gpu="H100", count=8, limit=3))
+    assert found
+    assert all(o.note == catalog.ACCELERATORS_ONLY for o in found)
+    assert catalog.ACCELERATORS_ONLY in found.format_table()
+    assert catalog.ACCELERATORS_ONLY in found._repr_html_()
+    assert found.to_records()[0]["note"] == catalog.ACCELERATORS_ONLY
+    aws = snapshot.offers.select(OfferQuery(providers=("aws",), gpu="H100", limit=1))
+    assert aws[0].note is None
