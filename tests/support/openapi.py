@@ -152,11 +152,7 @@ def validate_request(
         method=method, url=url, body=raw_body, headers=header_map, origin=origin
     )
     result = openapi.unmarshal_request(spec_request)
-    errors = [
-        e
-        for e in result.errors
-        if check_security or "Security" not in type(e).__name__
-    ]
+    errors = [e for e in result.errors if check_security or "Security" not in type(e).__name__]
     if errors:
         detail = "\n".join(line for e in errors for line in _describe(e))
         shown = raw_body.decode(errors="replace")[:500] if raw_body else "<no body>"

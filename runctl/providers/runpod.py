@@ -1,0 +1,891 @@
+"""RunPod: GPU pods (containers) through RunPod's REST API v2.
+
+Prerequisites
+    A RunPod account with credit, and an API key with read/write access
+    (console → Settings → API Keys). Nothing else: runctl talks to
+    ``https://api.runpod.io/v2/...`` with httpx. The REST v1 API
+    (``rest.runpod.io/v1``) was retired on 2026-11-15 and is never used.
+
+Credentials, first match wins
+    1. ``RUNPOD_API_KEY`` in the environment;
+    2. ``api_key`` in ``[providers.runpod]`` of runctl's config file.
+
+    ``RUNCTL_RUNPOD_BASE_URL`` (or ``base_url`` in the config file) points runctl
+    at another API root, e.g. a test server; plain http is accepted for loopback only.
+
+Capabilities
+    ================  =====  ==================================================
+    capability        yes?   how
+    ================  =====  ==================================================
+    live_offers       yes    ``GET /v2/catalog/gpus`` with pod availability
+    stop_start        yes    ``POST /v2/pods/{id}/action`` ``stop`` / ``start``
+    spot              no     REST v2 has no interruptible pods; ``spot=True`` raises
+    logs              yes    ``GET /v2/pods/{id}/logs`` (Server-Sent Events)
+    follow_logs       yes    same stream, kept open
+    multi_node        no     RunPod clusters are not wired in
+    ssh               yes    ``spec.ssh_public_key`` → ``PUBLIC_KEY`` + ``startSsh``
+    ttl               no     RunPod does not enforce one; the TTL is recorded as a tag
+    idempotent_launch yes    pods carry the launch id; a retried launch finds them
+    tags              yes    RunPod has no labels: tags travel in env ``RUNCTL_TAGS``
+    exit_code         no     the API reports no exit code
+    ================  =====  ==================================================
+
+How runctl maps things
+    - A pod runs ``spec.image`` (required, or ``options["template_id"]``) with
+      ``spec.command`` as the container's ``args``; ``spec.env`` becomes the pod's
+      env; ``spec.disk_gb`` its container disk.
+    - ``instance_type`` of an offer is ``"<CLOUD>:<gpu type id>"``, e.g.
+      ``"SECURE:NVIDIA H100 80GB HBM3"``; ``options["cloud"]`` (``SECURE`` or
+      ``COMMUNITY``) is used when a bare GPU type id or ``spec.gpu`` is given.
+    - ``spec.region`` is a RunPod data center id (``"US-KS-2"``).
+    - runctl's tags (managed-by, launch id, name, TTL and the user's) are stored as
+      JSON in the env var ``RUNCTL_TAGS``, and the pod is named
+      ``<spec.name>-<launch_id>`` (or ``runctl-<launch_id>``).
+    - When the container's process exits, RunPod reports ``EXITED`` (a stopped
+      pod, still holding its disk). runctl maps it to ``STOPPED``: the pod must be
+      terminated to stop storage charges.
+
+Prices
+    The catalog quotes a list price per GPU-hour for each cloud tier; runctl
+    multiplies it by the GPU count (``Price.per_hour`` is per instance-hour).
+    RunPod bills per second, no minimum. Container and volume disk cost
+    $0.10 per GB-month (RunPod's published rate, not returned by the API).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal, InvalidOperation
+from typing import TYPE_CHECKING, Any, ClassVar, cast
+
+import attrs
+
+from ..cost import Money, Price
+from ..errors import (
+    CapacityError,
+    MalformedResponseError,
+    MissingCredentialsError,
+    NotFoundError,
+    ProviderConnectionError,
+    ProviderError,
+    QuotaExceededError,
+    ServerError,
+    UnsupportedOperationError,
+    ValidationError,
+)
+from ..models import (
+    TAG_LAUNCH_ID,
+    TAG_MANAGED_BY,
+    TAG_NAME,
+    Capabilities,
+    Gpu,
+    LaunchSpec,
+    Offer,
+    OfferQuery,
+    Resource,
+    ResourceState,
+)
+from ..provider import Availability, ProviderBase
+
+if TYPE_CHECKING:
+    import httpx
+
+    from ..config import ProviderConfig, Secret
+    from ..http import HttpApi, RetryPolicy
+
+__all__ = ["RUNPOD_STATES", "RunPodGpuType", "RunPodPod", "RunPodProvider", "runpod_state"]
+
+NAME = "runpod"
+DEFAULT_BASE_URL = "https://api.runpod.io"
+API_KEY_ENV = "RUNPOD_API_KEY"
+#: Env var on the pod that carries runctl's tags as JSON (RunPod pods have no labels).
+TAGS_ENV = "RUNCTL_TAGS"
+CLOUDS = ("SECURE", "COMMUNITY")
+
+#: RunPod bills pods per second.
+BILLING_INCREMENT = timedelta(seconds=1)
+#: Container and volume disk, per GB-month (published price; the API does not return it).
+STORAGE_PER_GB_MONTH = Money("0.10", "USD")
+
+# --- states -------------------------------------------------------------------------------------
+
+_S = ResourceState
+#: Every documented ``PodStatus`` of REST v2, mapped to runctl's state.
+RUNPOD_STATES: Mapping[str, ResourceState] = {
+    "PROVISIONING": _S.PROVISIONING,  # the pod is being allocated
+    "STARTING": _S.PROVISIONING,  # the container is starting (image pull, boot)
+    "RUNNING": _S.RUNNING,  # the container is healthy
+    "EXITED": _S.STOPPED,  # the container exited or was stopped; disk kept, startable
+    "ERROR": _S.FAILED,  # unrecoverable error state
+    "TERMINATED": _S.TERMINATED,  # permanently deleted
+}
+
+
+def runpod_state(raw: str | None) -> ResourceState:
+    """runctl's state for a RunPod ``PodStatus``; ``UNKNOWN`` for anything undocumented."""
+    if raw is None:
+        return _S.UNKNOWN
+    return RUNPOD_STATES.get(raw.upper(), _S.UNKNOWN)
+
+
+# --- wire models --------------------------------------------------------------------------------
+
+
+def _malformed(what: str, body: object = None) -> MalformedResponseError:
+    shown = None if body is None else json.dumps(body, default=str)[:500]
+    return MalformedResponseError(what, provider=NAME, body=shown)
+
+
+class _Fields:
+    """Lenient reads from one JSON object: extra keys ignored, wrong types are malformed."""
+
+    def __init__(self, data: object, what: str) -> None:
+        if not isinstance(data, dict):
+            raise _malformed(f"{what}: expected a JSON object, got {type(data).__name__}", data)
+        self.data: dict[str, Any] = data
+        self.what = what
+
+    def _get(self, key: str, kinds: tuple[type, ...], required: bool) -> Any:
+        value = self.data.get(key)
+        if value is None:
+            if required:
+                raise _malformed(f"{self.what}: missing {key!r}", self.data)
+            return None
+        if isinstance(value, bool) and bool not in kinds:
+            raise _malformed(
+                f"{self.what}.{key}: expected {kinds[0].__name__}, got bool", self.data
+            )
+        if not isinstance(value, kinds):
+            raise _malformed(
+                f"{self.what}.{key}: expected {kinds[0].__name__}, got {type(value).__name__}",
+                self.data,
+            )
+        return value
+
+    def text(self, key: str, *, required: bool = False) -> str | None:
+        value: str | None = self._get(key, (str,), required)
+        return value
+
+    def integer(self, key: str, *, required: bool = False) -> int | None:
+        value: int | None = self._get(key, (int,), required)
+        return value
+
+    def flag(self, key: str) -> bool | None:
+        value: bool | None = self._get(key, (bool,), False)
+        return value
+
+    def number(self, key: str, *, required: bool = False) -> Decimal | None:
+        value = self._get(key, (int, float, str), required)
+        if value is None:
+            return None
+        try:
+            number = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+        except InvalidOperation:
+            raise _malformed(f"{self.what}.{key}: {value!r} is not a number", self.data) from None
+        if not number.is_finite():
+            raise _malformed(f"{self.what}.{key}: {value!r} is not finite", self.data)
+        return number
+
+    def timestamp(self, key: str) -> datetime | None:
+        value = self.text(key)
+        if not value:
+            return None
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise _malformed(
+                f"{self.what}.{key}: {value!r} is not a timestamp", self.data
+            ) from None
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+    def obj(self, key: str) -> _Fields | None:
+        value = self._get(key, (dict,), False)
+        return None if value is None else _Fields(value, f"{self.what}.{key}")
+
+    def items(self, key: str) -> list[Any]:
+        value: list[Any] | None = self._get(key, (list,), False)
+        return value or []
+
+    def str_map(self, key: str) -> dict[str, str]:
+        value = self._get(key, (dict,), False) or {}
+        return {str(k): v for k, v in value.items() if isinstance(v, str)}
+
+
+@attrs.frozen(kw_only=True)
+class RunPodGpuType:
+    """One entry of ``GET /v2/catalog/gpus`` (schema ``GpuType``)."""
+
+    id: str
+    name: str | None = None
+    memory_gb: int | None = None
+    secure: bool = False
+    community: bool = False
+    price_secure: Decimal | None = None
+    price_community: Decimal | None = None
+    max_secure: int | None = None
+    max_community: int | None = None
+    availability: str | None = None
+
+    @classmethod
+    def from_wire(cls, data: object) -> RunPodGpuType:
+        """Parse leniently; raise ``MalformedResponseError`` when it cannot be understood."""
+        f = _Fields(data, "GpuType")
+        price = f.obj("price") or _Fields({}, "GpuType.price")
+        most = f.obj("maxCount") or _Fields({}, "GpuType.maxCount")
+        return cls(
+            id=f.text("id", required=True) or "",
+            name=f.text("name"),
+            memory_gb=f.integer("memory"),
+            secure=bool(f.flag("secure")),
+            community=bool(f.flag("community")),
+            price_secure=price.number("secure"),
+            price_community=price.number("community"),
+            max_secure=most.integer("secure"),
+            max_community=most.integer("community"),
+            availability=f.text("availability"),
+        )
+
+    def price_per_gpu(self, cloud: str) -> Decimal | None:
+        """List price per GPU-hour in ``cloud``; ``None`` where the tier does not offer it."""
+        if cloud == "SECURE":
+            return self.price_secure if self.secure else None
+        return self.price_community if self.community else None
+
+    def max_count(self, cloud: str) -> int:
+        """The largest GPU count of one pod in ``cloud`` (1 when not said)."""
+        value = self.max_secure if cloud == "SECURE" else self.max_community
+        return value if value and value > 0 else 1
+
+
+@attrs.frozen(kw_only=True)
+class RunPodPod:
+    """A pod as ``GET /v2/pods/{id}`` returns it (schema ``Pod``), the parts runctl reads."""
+
+    id: str
+    name: str | None = None
+    status: str | None = None
+    image: str | None = None
+    env: dict[str, str] = attrs.field(factory=dict)
+    gpu_id: str | None = None
+    gpu_count: int = 0
+    cloud: str | None = None
+    data_center_id: str | None = None
+    cost_per_hour: Decimal | None = None
+    created_at: datetime | None = None
+    started_at: datetime | None = None
+    address: str | None = None
+
+    @classmethod
+    def from_wire(cls, data: object) -> RunPodPod:
+        """Parse leniently; raise ``MalformedResponseError`` when it cannot be understood."""
+        f = _Fields(data, "Pod")
+        gpu = f.obj("gpu")
+        address = None
+        ssh = f.obj("ssh")
+        if ssh is not None:
+            direct = ssh.obj("direct")
+            address = direct.text("host") if direct is not None else None
+        if address is None:
+            runtime = f.obj("runtime")
+            for port in runtime.items("ports") if runtime is not None else []:
+                if isinstance(port, dict) and isinstance(port.get("ip"), str):
+                    address = port["ip"]
+                    break
+        return cls(
+            id=f.text("id", required=True) or "",
+            name=f.text("name"),
+            status=f.text("status"),
+            image=f.text("image"),
+            env=f.str_map("env"),
+            gpu_id=gpu.text("id") if gpu is not None else None,
+            gpu_count=(gpu.integer("count") or 1) if gpu is not None else 0,
+            cloud=f.text("cloud"),
+            data_center_id=f.text("dataCenterId"),
+            cost_per_hour=f.number("cost"),
+            created_at=f.timestamp("createdAt"),
+            started_at=f.timestamp("startedAt"),
+            address=address,
+        )
+
+    @property
+    def tags(self) -> dict[str, str]:
+        """runctl's tags, read back from the pod's env (empty for pods runctl did not launch)."""
+        raw = self.env.get(TAGS_ENV)
+        if not raw:
+            return {}
+        try:
+            data = json.loads(raw)
+        except json.JSONDecodeError:
+            return {}
+        if not isinstance(data, dict):
+            return {}
+        return {str(k): str(v) for k, v in data.items()}
+
+    @property
+    def launch_id(self) -> str | None:
+        """The launch id: from the tags, else from a ``runctl-<launch id>`` name."""
+        found = self.tags.get(TAG_LAUNCH_ID)
+        if found:
+            return found
+        if self.name and self.name.startswith("runctl-"):
+            return self.name[len("runctl-") :]
+        return None
+
+
+def _list_of(data: object, key: str, what: str) -> list[Any]:
+    f = _Fields(data, what)
+    if key not in f.data:
+        raise _malformed(f"{what}: missing {key!r}", data)
+    return f.items(key)
+
+
+# --- prices -------------------------------------------------------------------------------------
+
+
+def runpod_price(per_gpu_hour: Decimal, gpu_count: int, *, observed_at: datetime) -> Price:
+    """A RunPod list price (USD per GPU-hour) as a runctl :class:`Price` for the whole pod."""
+    return Price(
+        per_hour=Money(per_gpu_hour * gpu_count, "USD"),
+        gpu_count=gpu_count,
+        billing_increment=BILLING_INCREMENT,
+        spot=False,
+        storage_per_gb_month=STORAGE_PER_GB_MONTH,
+        observed_at=observed_at,
+        source="live",
+    )
+
+
+def _gpu(raw: str | None) -> Gpu | None:
+    if not raw:
+        return None
+    from ..gpus import normalize_gpu
+
+    return normalize_gpu(raw, provider=NAME)
+
+
+def _matches_gpu(wanted: str, gpu_type: RunPodGpuType) -> bool:
+    wanted_l = wanted.strip().lower()
+    if wanted_l in (gpu_type.id.lower(), (gpu_type.name or "").lower()):
+        return True
+    gpu = _gpu(gpu_type.id)
+    if gpu is None or not gpu.known:
+        return False
+    return wanted_l in (gpu.model.lower(), gpu.name.lower(), gpu.name.replace(" ", "-").lower())
+
+
+# --- errors -------------------------------------------------------------------------------------
+
+# RunPod reports "no capacity" as a 400 whose only sign is the human-readable detail.
+_CAPACITY_WORDS = re.compile(
+    r"capacity|no longer any instances|not enough|no available|unavailable|could not be placed|"
+    r"out of stock|insufficient (gpu|resources)",
+    re.IGNORECASE,
+)
+
+
+def _classify(response: httpx.Response, message: str, kw: dict[str, Any]) -> ProviderError | None:
+    """Refine HttpApi's mapping for RunPod's ``application/problem+json`` errors."""
+    status = response.status_code
+    if status == 402:
+        return QuotaExceededError(f"{message} (insufficient balance)", **kw)
+    if status == 400 and _CAPACITY_WORDS.search(message):
+        return CapacityError(message, **kw)
+    return None
+
+
+# --- the provider -------------------------------------------------------------------------------
+
+
+class RunPodProvider(ProviderBase):
+    """RunPod pods through REST v2.
+
+    Args:
+        config: runctl's configuration for ``runpod``.
+        transport: an httpx transport (tests); default: the network.
+        retry: the HTTP retry policy; default: :class:`runctl.http.RetryPolicy`.
+        timeout: HTTP timeouts; default: :class:`runctl.http.HttpApi`'s.
+        log_idle_timeout: for ``logs(follow=False)``, seconds without a new line after
+            which the backlog is taken to be complete.
+    """
+
+    name: ClassVar[str] = NAME
+
+    def __init__(
+        self,
+        config: ProviderConfig,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: httpx.Timeout | None = None,
+        log_idle_timeout: float = 2.0,
+    ) -> None:
+        super().__init__(config)
+        self._transport = transport
+        self._retry = retry
+        self._timeout = timeout
+        self._log_idle_timeout = log_idle_timeout
+        self._http: HttpApi | None = None
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """What RunPod supports through runctl (see the module docstring)."""
+        return Capabilities(
+            live_offers=True,
+            stop_start=True,
+            spot=False,
+            logs=True,
+            follow_logs=True,
+            multi_node=False,
+            ssh=True,
+            ttl=False,
+            idempotent_launch=True,
+            tags=True,
+            exit_code=False,
+        )
+
+    # --- configuration --------------------------------------------------------------------------
+
+    @staticmethod
+    def _secret(config: ProviderConfig) -> Secret | None:
+        return config.secret("api_key", env=(API_KEY_ENV,))
+
+    @classmethod
+    def check(cls, config: ProviderConfig) -> Availability:
+        """Whether an API key is configured, and where it came from (never the key)."""
+        secret = cls._secret(config)
+        if secret is None:
+            return Availability(
+                usable=False,
+                reason=f"no API key: set {API_KEY_ENV} or api_key in [providers.runpod]",
+            )
+        return Availability(usable=True, reason=f"API key from {secret.source}")
+
+    def _api(self) -> HttpApi:
+        if self._http is None:
+            from ..http import HttpApi
+
+            secret = self._secret(self.config)
+            if secret is None:
+                raise MissingCredentialsError(
+                    NAME,
+                    (f"env {API_KEY_ENV}", "config file [providers.runpod] api_key"),
+                    "Create a key at https://console.runpod.io/user/settings",
+                )
+            self._http = HttpApi(
+                provider=NAME,
+                base_url=self.config.setting("base_url", default=DEFAULT_BASE_URL)
+                or DEFAULT_BASE_URL,
+                secret=secret,
+                auth_scheme="Bearer",
+                classify=self._classify,
+                transport=self._transport,
+                retry=self._retry,
+                timeout=self._timeout,
+            )
+        return self._http
+
+    def _classify(self, response: httpx.Response, message: str) -> ProviderError | None:
+        assert self._http is not None
+        return _classify(response, message, self._http.error_kwargs(response))
+
+    async def aclose(self) -> None:
+        """Close the HTTP connections."""
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
+
+    # --- offers ---------------------------------------------------------------------------------
+
+    async def _gpu_types(self, *, cloud: str | None = None, count: int = 1) -> list[RunPodGpuType]:
+        params: dict[str, Any] = {}
+        if cloud is not None:
+            params = {"include": "AVAILABILITY", "product": "POD", "cloud": cloud, "count": count}
+        data = await self._api().get("/v2/catalog/gpus", params=params or None)
+        return [
+            RunPodGpuType.from_wire(item) for item in _list_of(data, "gpus", "ListGpuTypesResponse")
+        ]
+
+    async def offers(self, query: OfferQuery) -> Sequence[Offer]:
+        """Pods RunPod would rent now, one offer per GPU type, cloud tier and GPU count.
+
+        Availability is asked for the queried count (1 if none); offers for other
+        counts say ``available=None``. RunPod has no spot pods, so ``spot=True``
+        queries get no offers.
+        """
+        if query.spot is True or (query.providers and NAME not in query.providers):
+            return []
+        count = query.count or 1
+        now = datetime.now(timezone.utc)
+        result: list[Offer] = []
+        for cloud in CLOUDS:
+            for gpu_type in await self._gpu_types(cloud=cloud, count=count):
+                per_gpu = gpu_type.price_per_gpu(cloud)
+                if per_gpu is None or per_gpu <= 0:
+                    continue
+                if query.gpu and not _matches_gpu(query.gpu, gpu_type):
+                    continue
+                gpu = _gpu(gpu_type.id)
+                if gpu is not None and gpu.memory_gb is None and gpu_type.memory_gb:
+                    gpu = attrs.evolve(gpu, memory_gb=float(gpu_type.memory_gb))
+                memory = gpu.memory_gb if gpu is not None else None
+                if query.min_gpu_memory_gb and (memory is None or memory < query.min_gpu_memory_gb):
+                    continue
+                most = gpu_type.max_count(cloud)
+                counts = [query.count] if query.count else [c for c in (1, 2, 4, 8) if c <= most]
+                for n in counts:
+                    if n > most:
+                        continue
+                    price = runpod_price(per_gpu, n, observed_at=now)
+                    if (
+                        query.max_per_hour is not None
+                        and price.per_hour.amount > query.max_per_hour
+                    ):
+                        continue
+                    if query.max_per_gpu_hour is not None and per_gpu > query.max_per_gpu_hour:
+                        continue
+                    available = None
+                    if n == count and gpu_type.availability is not None:
+                        available = gpu_type.availability.upper() != "NONE"
+                    result.append(
+                        Offer(
+                            provider=NAME,
+                            instance_type=f"{cloud}:{gpu_type.id}",
+                            gpu=gpu,
+                            gpu_count=n,
+                            price=price,
+                            available=available,
+                        )
+                    )
+        result.sort(key=lambda o: o.price.per_hour.amount)
+        return result[: query.limit] if query.limit else result
+
+    # --- reading pods ---------------------------------------------------------------------------
+
+    def _resource(self, pod: RunPodPod) -> Resource:
+        tags = pod.tags
+        state = runpod_state(pod.status)
+        price = None
+        if pod.cost_per_hour is not None and pod.cost_per_hour > 0 and pod.gpu_count:
+            price = runpod_price(
+                pod.cost_per_hour / pod.gpu_count,
+                pod.gpu_count,
+                observed_at=datetime.now(timezone.utc),
+            )
+        detail = None
+        if state is _S.UNKNOWN:
+            detail = f"RunPod reported status {pod.status!r}, which runctl does not know"
+        elif state is _S.STOPPED:
+            detail = "the container exited or was stopped; terminate the pod to release its disk"
+        return Resource(
+            id=pod.id,
+            provider=NAME,
+            state=state,
+            raw_state=pod.status,
+            name=tags.get(TAG_NAME) or pod.name,
+            launch_id=pod.launch_id,
+            created_at=pod.created_at,
+            started_at=pod.started_at,
+            price=price,
+            instance_type=f"{pod.cloud}:{pod.gpu_id}" if pod.cloud and pod.gpu_id else pod.gpu_id,
+            gpu=_gpu(pod.gpu_id),
+            gpu_count=pod.gpu_count,
+            region=pod.data_center_id,
+            tags=tags,
+            address=pod.address,
+            detail=detail,
+        )
+
+    async def _pods(self) -> list[RunPodPod]:
+        data = await self._api().get("/v2/pods")
+        return [RunPodPod.from_wire(item) for item in _list_of(data, "pods", "ListPodsResponse")]
+
+    async def get(self, resource_id: str) -> Resource:
+        """The pod as RunPod sees it now.
+
+        Raises:
+            NotFoundError: no such pod (terminated pods disappear).
+        """
+        data = await self._api().get(f"/v2/pods/{_path_id(resource_id)}")
+        return self._resource(RunPodPod.from_wire(data))
+
+    async def list(self, *, tags: Mapping[str, str] | None = None) -> Sequence[Resource]:
+        """Pods runctl launched (they carry its tags), optionally only those with all ``tags``."""
+        found = []
+        for pod in await self._pods():
+            pod_tags = pod.tags
+            if pod_tags.get(TAG_MANAGED_BY) != "runctl":
+                continue
+            if tags and any(pod_tags.get(k) != v for k, v in tags.items()):
+                continue
+            found.append(self._resource(pod))
+        return found
+
+    async def _find(self, launch_id: str) -> Resource | None:
+        for pod in await self._pods():
+            if pod.launch_id == launch_id and runpod_state(pod.status) is not _S.TERMINATED:
+                return self._resource(pod)
+        return None
+
+    # --- launching ------------------------------------------------------------------------------
+
+    async def _resolve_gpu(self, spec: LaunchSpec) -> tuple[str, str, int]:
+        """(cloud, gpu type id, count) for the spec."""
+        cloud = spec.options.get("cloud", "SECURE").upper()
+        if cloud not in CLOUDS:
+            raise ValidationError(
+                "options.cloud", f"{cloud!r} is unknown", allowed="SECURE, COMMUNITY"
+            )
+        count = spec.gpu_count
+        wanted = None
+        if spec.offer is not None:
+            wanted = spec.offer.instance_type
+            count = count or spec.offer.gpu_count
+        elif spec.instance_type:
+            wanted = spec.instance_type
+        if wanted is not None:
+            head, sep, tail = wanted.partition(":")
+            if sep and head.upper() in CLOUDS:
+                return head.upper(), tail, count or 1
+            return cloud, wanted, count or 1
+        if not spec.gpu:
+            raise ValidationError(
+                "gpu",
+                "RunPod pods launched by runctl need a GPU",
+                allowed="spec.gpu (e.g. 'H100'), spec.instance_type or spec.offer",
+            )
+        candidates = [
+            t
+            for t in await self._gpu_types()
+            if _matches_gpu(spec.gpu, t) and t.price_per_gpu(cloud)
+        ]
+        if not candidates:
+            raise ValidationError("gpu", f"RunPod offers no {spec.gpu!r} in the {cloud} cloud")
+        cheapest = min(candidates, key=lambda t: t.price_per_gpu(cloud) or Decimal(0))
+        return cloud, cheapest.id, count or 1
+
+    def _pod_name(self, spec: LaunchSpec) -> str:
+        return f"{spec.name or 'runctl'}-{spec.launch_id}"
+
+    async def _create_body(self, spec: LaunchSpec) -> dict[str, Any]:
+        if spec.spot:
+            raise UnsupportedOperationError(
+                NAME,
+                "spot",
+                "RunPod's REST v2 API has no interruptible pods; launch with spot=False",
+            )
+        template = spec.options.get("template_id")
+        if not spec.image and not template:
+            raise ValidationError(
+                "image", "RunPod runs containers", allowed="spec.image, or options['template_id']"
+            )
+        cloud, gpu_id, count = await self._resolve_gpu(spec)
+        env = dict(spec.env)
+        env[TAGS_ENV] = json.dumps(spec.runctl_tags, sort_keys=True, separators=(",", ":"))
+        body: dict[str, Any] = {
+            "name": self._pod_name(spec),
+            "cloud": cloud,
+            "gpu": {"id": gpu_id, "count": count},
+            "env": env,
+            "args": spec.command[0] if len(spec.command) == 1 else shlex.join(spec.command),
+        }
+        if spec.image:
+            body["image"] = spec.image
+        if template:
+            body["templateId"] = template
+        if spec.disk_gb is not None:
+            body["disk"] = spec.disk_gb
+        if spec.region:
+            body["dataCenterIds"] = [spec.region]
+        if "volume_gb" in spec.options:
+            try:
+                size = int(spec.options["volume_gb"])
+            except ValueError:
+                raise ValidationError("options.volume_gb", "not an int", allowed=">= 10") from None
+            body["mounts"] = {
+                "persistent": {"size": size, "path": spec.options.get("volume_path", "/workspace")}
+            }
+        if spec.ssh_public_key:
+            # RunPod images install PUBLIC_KEY into authorized_keys; startSsh starts sshd.
+            env["PUBLIC_KEY"] = spec.ssh_public_key
+            body["startSsh"] = True
+            body["ports"] = ["22/tcp"]
+        return body
+
+    async def launch(self, spec: LaunchSpec) -> Resource:
+        """Create a pod for ``spec``, or return the one already created with its launch id.
+
+        Raises:
+            ValidationError: the spec cannot be run on RunPod (no image, no GPU ...).
+            UnsupportedOperationError: ``spec.spot`` (RunPod v2 has no interruptible pods).
+            CapacityError: RunPod could not place the pod.
+            ProviderConnectionError: the create may have reached RunPod but no pod with
+                this launch id can be found; launching again with the same spec is safe.
+        """
+        existing = await self._find(spec.launch_id)
+        if existing is not None:
+            return existing
+        body = await self._create_body(spec)
+        try:
+            data = await self._api().post("/v2/pods", json_body=body)
+        except (ProviderConnectionError, ServerError) as e:
+            if isinstance(e, ProviderConnectionError) and not e.maybe_applied:
+                raise
+            # The create may have happened; never create a second pod for this launch id.
+            found = await self._find(spec.launch_id)
+            if found is not None:
+                return found
+            if isinstance(e, ServerError):
+                raise
+            error = ProviderConnectionError(
+                f"the create request for launch {spec.launch_id} got no answer and no pod with "
+                "that launch id exists yet; launching again with the same launch id is safe "
+                "(it will not create a second pod)",
+                provider=NAME,
+            )
+            error.maybe_applied = True
+            raise error from e
+        return self._resource(RunPodPod.from_wire(data))
+
+    # --- changing pods --------------------------------------------------------------------------
+
+    async def terminate(self, resource_id: str) -> Resource:
+        """Delete the pod; returns it as last seen, marked ``TERMINATED``.
+
+        Raises:
+            NotFoundError: no such pod.
+        """
+        before = await self.get(resource_id)
+        try:
+            await self._api().delete(f"/v2/pods/{_path_id(resource_id)}")
+        except NotFoundError:
+            # A retried DELETE whose first answer was lost: the pod is already gone.
+            pass
+        return before.evolve(
+            state=_S.TERMINATED,
+            raw_state="TERMINATED",
+            ended_at=datetime.now(timezone.utc),
+            observed_at=datetime.now(timezone.utc),
+        )
+
+    async def _action(self, resource_id: str, action: str) -> Resource:
+        data = await self._api().post(
+            f"/v2/pods/{_path_id(resource_id)}/action",
+            json_body={"action": action},
+            idempotent=True,
+        )
+        if data is None:
+            return await self.get(resource_id)
+        return self._resource(RunPodPod.from_wire(data))
+
+    async def stop(self, resource_id: str) -> Resource:
+        """Stop the pod (compute released, disk kept).
+
+        Raises:
+            ConflictError: the pod cannot be stopped in its current status.
+        """
+        return await self._action(resource_id, "stop")
+
+    async def start(self, resource_id: str) -> Resource:
+        """Start a stopped (``EXITED``) or failed (``ERROR``) pod again.
+
+        Raises:
+            ConflictError: the pod cannot be started in its current status.
+        """
+        return await self._action(resource_id, "start")
+
+    # --- logs -----------------------------------------------------------------------------------
+
+    def logs(self, resource_id: str, *, follow: bool = False) -> AsyncIterator[str]:
+        """The container's output, line by line.
+
+        RunPod streams logs as Server-Sent Events and never says where the backlog
+        ends. Without ``follow``, runctl reads up to 5000 past lines and stops at the
+        first line written after the call, or after ``log_idle_timeout`` seconds
+        without a line.
+        """
+        return self._logs(resource_id, follow=follow)
+
+    async def _logs(self, resource_id: str, *, follow: bool) -> AsyncIterator[str]:
+        import anyio
+        import httpx
+
+        started = datetime.now(timezone.utc)
+        params: dict[str, Any] = {"source": "container", "tail": 100 if follow else 5000}
+        path = f"/v2/pods/{_path_id(resource_id)}/logs"
+        last_ts: str | None = None
+        seen_ids: set[str] = set()
+        while True:
+            if last_ts is not None:
+                params = {"source": "container", "since": last_ts}
+            lines = cast("AsyncGenerator[str, None]", self._api().stream_lines(path, params=params))
+            event_id: str | None = None
+            try:
+                while True:
+                    if follow:
+                        line = await anext(lines, None)
+                    else:
+                        line = None
+                        with anyio.move_on_after(self._log_idle_timeout):
+                            line = await anext(lines, None)
+                    if line is None:
+                        break
+                    if line.startswith("id:"):
+                        event_id = line[3:].strip()
+                        continue
+                    if not line.startswith("data:"):
+                        continue
+                    event = _log_event(line[5:].strip())
+                    if event is None:
+                        continue
+                    text, ts = event
+                    if event_id is not None:
+                        if event_id in seen_ids:
+                            continue
+                        seen_ids.add(event_id)
+                    last_ts = ts or last_ts
+                    if not follow and ts and _after(ts, started):
+                        return
+                    yield text
+            except httpx.TransportError as e:
+                if not follow:
+                    raise ProviderConnectionError(
+                        f"log stream of {resource_id} broke ({type(e).__name__})", provider=NAME
+                    ) from e
+                # A quiet stream times out; reconnect from the last line seen.
+                continue
+            finally:
+                await lines.aclose()
+            if not follow:
+                return
+            await anyio.sleep(1.0)
+
+
+def _log_event(payload: str) -> tuple[str, str | None] | None:
+    try:
+        data = json.loads(payload)
+    except json.JSONDecodeError:
+        return payload, None
+    if not isinstance(data, dict) or not isinstance(data.get("line"), str):
+        return None
+    ts = data.get("ts")
+    return data["line"], ts if isinstance(ts, str) else None
+
+
+def _after(ts: str, moment: datetime) -> bool:
+    try:
+        when = datetime.fromisoformat(ts.replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return when > moment
+
+
+def _path_id(resource_id: str) -> str:
+    if not resource_id or not re.fullmatch(r"[A-Za-z0-9_-]+", resource_id):
+        raise ValidationError("resource_id", f"{resource_id!r} is not a RunPod pod id")
+    return resource_id
