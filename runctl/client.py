@@ -38,7 +38,7 @@ import anyio.from_thread
 import attrs
 
 from .config import Settings, load_settings
-from .cost import Money
+from .cost import Money, Price
 from .cost import cost as _cost
 from .errors import (
     InvalidTransitionError,
@@ -142,7 +142,7 @@ class AsyncClient:
         self._providers: dict[str, Provider] = dict(providers or {})
         self._owned: set[str] = set()
         self._located: dict[str, str] = {}
-        self._launch_prices: dict[str, Any] = {}
+        self._launch_prices: dict[str, Price | None] = {}
         self._ledger: Ledger | None = None
 
     def __repr__(self) -> str:
@@ -319,12 +319,11 @@ class AsyncClient:
         if resource.price is None and spec.offer is not None:
             resource = resource.evolve(price=spec.offer.price)
         self._remember(resource)
+        self._launch_prices[resource.id] = resource.price
         return resource
 
     def _remember(self, resource: Resource) -> None:
         self._located[resource.id] = resource.provider
-        if resource.price is not None:
-            self._launch_prices.setdefault(resource.id, resource.price)
 
     def _locate(self, ref: ResourceRef, provider: str | None) -> tuple[str, str]:
         if isinstance(ref, Launch):
@@ -339,11 +338,27 @@ class AsyncClient:
             return ref, provider
         if ref in self._located:
             return ref, self._located[ref]
-        return ref, self.settings.default_provider
+        # Launched by another process: the ledger knows where.
+        known = sorted({record.provider for record in self.ledger.locate(ref)})
+        if len(known) > 1:
+            raise ValidationError(
+                "provider",
+                f"{ref!r} is a resource id on several providers",
+                allowed=", ".join(known),
+            )
+        return ref, known[0] if known else self.settings.default_provider
+
+    def _launch_price(self, resource: Resource) -> Price | None:
+        if resource.id not in self._launch_prices:
+            record = self.ledger.find_resource(resource.provider, resource.id)
+            self._launch_prices[resource.id] = None if record is None else record.price
+        return self._launch_prices[resource.id]
 
     def _with_launch_price(self, resource: Resource) -> Resource:
-        if resource.price is None and resource.id in self._launch_prices:
-            return resource.evolve(price=self._launch_prices[resource.id])
+        """The resource priced at what it was launched at (never today's catalog price)."""
+        price = self._launch_price(resource)
+        if price is not None and price != resource.price:
+            return resource.evolve(price=price)
         return resource
 
     async def get(self, resource: ResourceRef, *, provider: str | None = None) -> Resource:

@@ -469,6 +469,14 @@ class Ledger:
             ).fetchone()
             return None if row is None else _record(row)
 
+    def locate(self, resource_id: str) -> list[LaunchRecord]:
+        """Every record of a resource with this id, on any provider (usually one)."""
+        with self._connect(write=False) as conn:
+            rows = conn.execute(
+                "SELECT * FROM launches WHERE resource_id = ?", (resource_id,)
+            ).fetchall()
+            return [_record(row) for row in rows]
+
     def records(
         self,
         *,
