@@ -147,8 +147,6 @@ def cmd_offers(args: argparse.Namespace) -> int:
             k: str(v) for k, v in found.errors.items()}}, indent=2, default=str))
         return 0
     print(found.format_table())
-    for name, error in sorted(found.errors.items()):
-        print(f"note: {name}: {error}", file=sys.stderr)
     return 0
 
 

@@ -247,7 +247,7 @@ class AsyncClient:
         if live:
             names, skipped = self._usable_provider_names(wanted)
             for name, reason in skipped.items():
-                failures[name] = RunctlError(f"{name}: skipped ({reason})")
+                failures[name] = RunctlError(f"{name}: not asked: {reason}")
 
             async def ask(name: str) -> None:
                 try:

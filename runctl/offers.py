@@ -611,10 +611,9 @@ class OfferList(Sequence["Offer"]):
         """A plain-text table, cheapest first as searched, for terminals."""
         text = format_table(self, max_rows=max_rows)
         if self.errors:
-            failed = "; ".join(
-                f"{name}: {_error_text(e)}" for name, e in sorted(self.errors.items())
-            )
-            text += f"\nlive prices unavailable (snapshot shown): {failed}"
+            text += "\nlive prices unavailable, snapshot prices shown instead:"
+            for name, e in sorted(self.errors.items()):
+                text += f"\n  {name}: {_error_text(e, name)}"
         return text
 
     def __str__(self) -> str:
@@ -635,15 +634,18 @@ class OfferList(Sequence["Offer"]):
             parts.append(f"<p>* {html.escape(note)}</p>")
         if self.errors:
             items = "".join(
-                f"<li>{html.escape(name)}: {html.escape(_error_text(e))}</li>"
+                f"<li>{html.escape(name)}: {html.escape(_error_text(e, name))}</li>"
                 for name, e in sorted(self.errors.items())
             )
             parts.append(f"<p>Live prices unavailable (snapshot shown):</p><ul>{items}</ul>")
         return "".join(parts)
 
 
-def _error_text(error: str | BaseException) -> str:
-    return error if isinstance(error, str) else str(error)
+def _error_text(error: str | BaseException, provider: str = "") -> str:
+    text = error if isinstance(error, str) else str(error)
+    # Provider errors already start with the provider's name; say it once.
+    prefix = f"{provider}: "
+    return text[len(prefix):] if provider and text.startswith(prefix) else text
 
 
 def _snapshot_index(snapshot: Sequence[Offer]) -> tuple[_Index, bytearray | None]:
@@ -779,7 +781,7 @@ def _table_rows(
             "-" if o.gpu_memory_gb is None else f"{o.gpu_memory_gb:g}",
             "-" if o.vcpus is None else str(o.vcpus),
             "-" if o.memory_gb is None else f"{o.memory_gb:g}",
-            o.region or "-",
+            f"{o.region} ({o.zone})" if o.region and o.zone else (o.region or o.zone or "-"),
             "spot" if o.spot else "",
             f"{_money(o.per_hour, 4)} {currency}",
             _money(o.per_gpu_hour, 4),
