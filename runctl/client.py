@@ -185,13 +185,14 @@ class AsyncClient:
             list(wanted) if wanted else sorted(set(self._registry.names()) | set(self._providers))
         )
         usable, skipped = [], {}
+        infos = None
         for name in names:
             if name in self._providers:
                 usable.append(name)
                 continue
-            info = next(
-                (i for i in self._registry.info(self.settings, check=True) if i.name == name), None
-            )
+            if infos is None:  # checked once per call, and only if a provider needs building
+                infos = {i.name: i for i in self._registry.info(self.settings, check=True)}
+            info = infos.get(name)
             if info is None:
                 skipped[name] = "not installed"
             elif info.error:
