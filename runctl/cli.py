@@ -241,9 +241,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if final.started_at and final.ended_at:
         took = f" in {(final.ended_at - final.started_at).total_seconds():.1f} s"
     code = "" if final.exit_code is None else f", exit code {final.exit_code}"
+    now = "" if final.state is done.state else f"; now {final.state.value}"
     print(
-        f"runctl: {final.id} {done.state.value}{code}{took}; "
-        f"now {final.state.value}; cost {_money(cost)}",
+        f"runctl: {final.id} {done.state.value}{code}{took}{now}; cost {_money(cost)}",
         file=sys.stderr,
     )
     if args.json:
