@@ -61,7 +61,6 @@ Spec
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import shlex
 from collections.abc import Mapping, Sequence
@@ -71,12 +70,11 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
 
+from .._wire import Fields, malformed
 from ..cost import Money, Price
 from ..errors import (
     AuthenticationError,
     CapacityError,
-    MalformedResponseError,
-    MissingCredentialsError,
     NotFoundError,
     ProviderConnectionError,
     ProviderError,
@@ -97,15 +95,12 @@ from ..models import (
     Resource,
     ResourceState,
 )
-from ..provider import Availability, ProviderBase
+from ..provider import RestProviderBase
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
     import httpx
-
-    from ..config import ProviderConfig, Secret
-    from ..http import HttpApi, RetryPolicy
 
 __all__ = [
     "LAMBDA_STATES",
@@ -116,8 +111,6 @@ __all__ = [
 ]
 
 NAME = "lambda"
-DEFAULT_BASE_URL = "https://cloud.lambda.ai/api/v1"
-API_KEY_ENV = "LAMBDA_API_KEY"
 #: Lambda bills on-demand instances in one-minute increments.
 BILLING_INCREMENT = timedelta(minutes=1)
 _GIB_IN_GB = Decimal("1.073741824")
@@ -148,50 +141,6 @@ def lambda_state(raw: str | None) -> ResourceState:
 # --- wire models --------------------------------------------------------------------------------
 
 
-def _malformed(what: str, body: object = None) -> MalformedResponseError:
-    shown = None if body is None else json.dumps(body, default=str)[:500]
-    return MalformedResponseError(what, provider=NAME, body=shown)
-
-
-class _Fields:
-    """Lenient reads from one JSON object: extra keys ignored, wrong types are malformed."""
-
-    def __init__(self, data: object, what: str) -> None:
-        if not isinstance(data, dict):
-            raise _malformed(f"{what}: expected a JSON object, got {type(data).__name__}", data)
-        self.data: dict[str, Any] = data
-        self.what = what
-
-    def _get(self, key: str, kind: type, required: bool) -> Any:
-        value = self.data.get(key)
-        if value is None:
-            if required:
-                raise _malformed(f"{self.what}: missing {key!r}", self.data)
-            return None
-        if (isinstance(value, bool) and kind is not bool) or not isinstance(value, kind):
-            raise _malformed(
-                f"{self.what}.{key}: expected {kind.__name__}, got {type(value).__name__}",
-                self.data,
-            )
-        return value
-
-    def text(self, key: str, *, required: bool = False) -> str | None:
-        value: str | None = self._get(key, str, required)
-        return value
-
-    def integer(self, key: str, *, required: bool = False) -> int | None:
-        value: int | None = self._get(key, int, required)
-        return value
-
-    def obj(self, key: str, *, required: bool = False) -> _Fields | None:
-        value = self._get(key, dict, required)
-        return None if value is None else _Fields(value, f"{self.what}.{key}")
-
-    def items(self, key: str, *, required: bool = False) -> list[Any]:
-        value: list[Any] | None = self._get(key, list, required)
-        return value or []
-
-
 @attrs.frozen(kw_only=True)
 class LambdaInstanceType:
     """One type of ``GET /instance-types`` (schemas ``InstanceType``, ``InstanceTypesItem``)."""
@@ -209,18 +158,18 @@ class LambdaInstanceType:
     @classmethod
     def from_wire(cls, data: object, regions: Sequence[object] = ()) -> LambdaInstanceType:
         """Parse leniently; raise ``MalformedResponseError`` when it cannot be understood."""
-        f = _Fields(data, "InstanceType")
-        specs = f.obj("specs") or _Fields({}, "InstanceType.specs")
+        f = Fields(data, "InstanceType", provider=NAME)
+        specs = f.obj("specs") or Fields({}, "InstanceType.specs", provider=NAME)
         names = []
         for region in regions:
-            name = _Fields(region, "Region").text("name")
+            name = Fields(region, "Region", provider=NAME).text("name")
             if name:
                 names.append(name)
         return cls(
-            name=f.text("name", required=True) or "",
+            name=f.text("name", required=True),
             description=f.text("description"),
             gpu_description=f.text("gpu_description"),
-            price_cents_per_hour=f.integer("price_cents_per_hour", required=True) or 0,
+            price_cents_per_hour=f.integer("price_cents_per_hour", required=True),
             vcpus=specs.integer("vcpus"),
             memory_gib=specs.integer("memory_gib"),
             storage_gib=specs.integer("storage_gib"),
@@ -257,12 +206,12 @@ class LambdaInstance:
     @classmethod
     def from_wire(cls, data: object) -> LambdaInstance:
         """Parse leniently; raise ``MalformedResponseError`` when it cannot be understood."""
-        f = _Fields(data, "Instance")
+        f = Fields(data, "Instance", provider=NAME)
         region = f.obj("region")
         raw_type = f.data.get("instance_type")
         tags = {}
         for entry in f.items("tags"):
-            tag = _Fields(entry, "Instance.tags[]")
+            tag = Fields(entry, "Instance.tags[]", provider=NAME)
             key, value = tag.text("key"), tag.text("value")
             if key is not None and value is not None:
                 tags[key] = value
@@ -280,7 +229,7 @@ class LambdaInstance:
 def _data(body: object, what: str) -> Any:
     """The ``data`` member every Lambda success response wraps its payload in."""
     if not isinstance(body, dict) or "data" not in body:
-        raise _malformed(f"{what}: expected an object with 'data'", body)
+        raise malformed(NAME, f"{what}: expected an object with 'data'", body)
     return body["data"]
 
 
@@ -329,25 +278,6 @@ _CODES: Mapping[str, type[ProviderError]] = {
 }
 
 
-def _classify(response: httpx.Response, message: str, kw: dict[str, Any]) -> ProviderError | None:
-    """Map Lambda's ``{"error": {"code", "message", "suggestion"}}`` by its code."""
-    try:
-        body = response.json()
-    except ValueError:
-        return None
-    error = body.get("error") if isinstance(body, dict) else None
-    if not isinstance(error, dict):
-        return None
-    code = error.get("code")
-    kind = _CODES.get(code) if isinstance(code, str) else None
-    if kind is None or response.status_code == 429:
-        return None
-    suggestion = error.get("suggestion")
-    if isinstance(suggestion, str) and suggestion:
-        message = f"{message} ({suggestion})"
-    return kind(f"{message} [{code}]", **kw)
-
-
 # --- user data ----------------------------------------------------------------------------------
 
 
@@ -379,7 +309,7 @@ def user_data_script(spec: LaunchSpec) -> str:
 # --- the provider -------------------------------------------------------------------------------
 
 
-class LambdaCloudProvider(ProviderBase):
+class LambdaCloudProvider(RestProviderBase):
     """Lambda Cloud on-demand instances.
 
     Args:
@@ -387,23 +317,13 @@ class LambdaCloudProvider(ProviderBase):
         transport: an httpx transport (tests); default: the network.
         retry: the HTTP retry policy; default: :class:`runctl.http.RetryPolicy`.
         timeout: HTTP timeouts; default: :class:`runctl.http.HttpApi`'s.
+        sleep: the async sleep used between retries (tests).
     """
 
     name: ClassVar[str] = NAME
-
-    def __init__(
-        self,
-        config: ProviderConfig,
-        *,
-        transport: httpx.AsyncBaseTransport | None = None,
-        retry: RetryPolicy | None = None,
-        timeout: httpx.Timeout | None = None,
-    ) -> None:
-        super().__init__(config)
-        self._transport = transport
-        self._retry = retry
-        self._timeout = timeout
-        self._http: HttpApi | None = None
+    default_base_url: ClassVar[str] = "https://cloud.lambda.ai/api/v1"
+    api_key_env: ClassVar[tuple[str, ...]] = ("LAMBDA_API_KEY",)
+    api_key_hint: ClassVar[str] = "Create a key at https://cloud.lambda.ai/api-keys"
 
     @property
     def capabilities(self) -> Capabilities:
@@ -422,68 +342,34 @@ class LambdaCloudProvider(ProviderBase):
             exit_code=False,
         )
 
-    # --- configuration --------------------------------------------------------------------------
-
-    @staticmethod
-    def _secret(config: ProviderConfig) -> Secret | None:
-        return config.secret("api_key", env=(API_KEY_ENV,))
-
-    @classmethod
-    def check(cls, config: ProviderConfig) -> Availability:
-        """Whether an API key is configured, and where it came from (never the key)."""
-        secret = cls._secret(config)
-        if secret is None:
-            return Availability(
-                usable=False,
-                reason=f"no API key: set {API_KEY_ENV} or api_key in [providers.lambda]",
-            )
-        return Availability(usable=True, reason=f"API key from {secret.source}")
-
-    def _api(self) -> HttpApi:
-        if self._http is None:
-            from ..http import HttpApi
-
-            secret = self._secret(self.config)
-            if secret is None:
-                raise MissingCredentialsError(
-                    NAME,
-                    (f"env {API_KEY_ENV}", "config file [providers.lambda] api_key"),
-                    "Create a key at https://cloud.lambda.ai/api-keys",
-                )
-            base_url = self.config.setting("base_url", default=DEFAULT_BASE_URL)
-            self._http = HttpApi(
-                provider=NAME,
-                base_url=base_url or DEFAULT_BASE_URL,
-                secret=secret,
-                auth_scheme="Bearer",
-                classify=self._classify,
-                transport=self._transport,
-                retry=self._retry,
-                timeout=self._timeout,
-            )
-        return self._http
-
     def _classify(self, response: httpx.Response, message: str) -> ProviderError | None:
-        assert self._http is not None
-        return _classify(response, message, self._http.error_kwargs(response))
-
-    async def aclose(self) -> None:
-        """Close the HTTP connections."""
-        if self._http is not None:
-            await self._http.aclose()
-            self._http = None
+        """Map Lambda's ``{"error": {"code", "message", "suggestion"}}`` by its code."""
+        try:
+            body = response.json()
+        except ValueError:
+            return None
+        error = body.get("error") if isinstance(body, dict) else None
+        if not isinstance(error, dict):
+            return None
+        code = error.get("code")
+        kind = _CODES.get(code) if isinstance(code, str) else None
+        if kind is None or response.status_code == 429:
+            return None
+        suggestion = error.get("suggestion")
+        if isinstance(suggestion, str) and suggestion:
+            message = f"{message} ({suggestion})"
+        return kind(f"{message} [{code}]", **self._api().error_kwargs(response))
 
     # --- offers ---------------------------------------------------------------------------------
 
     async def _instance_types(self) -> list[LambdaInstanceType]:
         data = _data(await self._api().get("/instance-types"), "InstanceTypes")
         if not isinstance(data, dict):
-            raise _malformed("InstanceTypes: expected an object keyed by type name", data)
+            raise malformed(NAME, "InstanceTypes: expected an object keyed by type name", data)
         result = []
         for item in data.values():
-            f = _Fields(item, "InstanceTypesItem")
+            f = Fields(item, "InstanceTypesItem", provider=NAME)
             raw_type = f.obj("instance_type", required=True)
-            assert raw_type is not None
             regions = f.items("regions_with_capacity_available")
             result.append(LambdaInstanceType.from_wire(raw_type.data, regions))
         return result
@@ -576,7 +462,7 @@ class LambdaCloudProvider(ProviderBase):
     async def _instances(self) -> list[LambdaInstance]:
         data = _data(await self._api().get("/instances"), "ListInstances")
         if not isinstance(data, list):
-            raise _malformed("ListInstances: 'data' is not a list", data)
+            raise malformed(NAME, "ListInstances: 'data' is not a list", data)
         return [LambdaInstance.from_wire(item) for item in data]
 
     async def get(self, resource_id: str) -> Resource:
@@ -626,7 +512,7 @@ class LambdaCloudProvider(ProviderBase):
             )
         data = _data(await self._api().get("/ssh-keys"), "ListSSHKeys")
         for entry in data if isinstance(data, list) else []:
-            key = _Fields(entry, "SSHKey")
+            key = Fields(entry, "SSHKey", provider=NAME)
             public, name = key.text("public_key"), key.text("name")
             if public and name and public.split()[:2] == wanted[:2]:
                 return name
@@ -729,10 +615,11 @@ class LambdaCloudProvider(ProviderBase):
             )
             error.maybe_applied = True
             raise error from e
-        data = _Fields(_data(answer, "InstanceLaunchResponse"), "InstanceLaunchResponse")
+        what = "InstanceLaunchResponse"
+        data = Fields(_data(answer, what), what, provider=NAME)
         ids = [i for i in data.items("instance_ids", required=True) if isinstance(i, str)]
         if not ids:
-            raise _malformed("InstanceLaunchResponse: no instance id", answer)
+            raise malformed(NAME, "InstanceLaunchResponse: no instance id", answer)
         price = chosen.price(observed_at=datetime.now(timezone.utc)) if chosen else None
         try:
             return await self.get(ids[0])
@@ -764,13 +651,14 @@ class LambdaCloudProvider(ProviderBase):
             json_body={"instance_ids": [_path_id(resource_id)]},
             idempotent=True,
         )
-        data = _Fields(_data(answer, "InstanceTerminateResponse"), "InstanceTerminateResponse")
+        what = "InstanceTerminateResponse"
+        data = Fields(_data(answer, what), what, provider=NAME)
         for item in data.items("terminated_instances"):
             instance = LambdaInstance.from_wire(item)
             if instance.id == resource_id:
                 return self._resource(instance)
-        raise _malformed(
-            f"InstanceTerminateResponse: {resource_id} is not among the terminated", answer
+        raise malformed(
+            NAME, f"InstanceTerminateResponse: {resource_id} is not among the terminated", answer
         )
 
     async def stop(self, resource_id: str) -> Resource:

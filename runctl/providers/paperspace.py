@@ -67,18 +67,17 @@ from __future__ import annotations
 import re
 import shlex
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
 
+from .._wire import Fields, malformed
 from ..errors import (
     AuthenticationError,
     CapacityError,
-    MalformedResponseError,
-    MissingCredentialsError,
     NotFoundError,
     ProviderConnectionError,
     ProviderError,
@@ -99,13 +98,12 @@ from ..models import (
     Resource,
     ResourceState,
 )
-from ..provider import Availability, ProviderBase
+from ..provider import RestProviderBase
 
 if TYPE_CHECKING:
     import httpx
 
     from ..config import ProviderConfig, Secret
-    from ..http import HttpApi, RetryPolicy
 
 __all__ = [
     "CAPABILITIES",
@@ -206,30 +204,6 @@ def parse_machine_name(name: str | None) -> dict[str, str] | None:
 # --- wire models ----------------------------------------------------------------------------------
 
 
-def _bad(what: str, key: str, expected: str, value: object) -> MalformedResponseError:
-    return MalformedResponseError(
-        f"{what}.{key}: expected {expected}, got {type(value).__name__}", provider="paperspace"
-    )
-
-
-def _opt_str(data: Mapping[str, Any], key: str, what: str) -> str | None:
-    value = data.get(key)
-    if value is None or isinstance(value, str):
-        return value
-    raise _bad(what, key, "a string", value)
-
-
-def _opt_time(data: Mapping[str, Any], key: str, what: str) -> datetime | None:
-    value = _opt_str(data, key, what)
-    if not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise _bad(what, key, "an ISO 8601 date", value) from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
-
-
 @attrs.frozen(kw_only=True)
 class PaperspaceAccelerator:
     """One entry of a machine's ``accelerators``."""
@@ -260,44 +234,27 @@ class PaperspaceMachine:
         Raises:
             MalformedResponseError: ``id`` is missing, or a field has the wrong type.
         """
-        what = "machine"
-        if not isinstance(data, Mapping):
-            raise MalformedResponseError(f"{what}: expected an object, got {type(data).__name__}",
-                                         provider="paperspace")
-        mid = data.get("id")
-        if not isinstance(mid, str) or not mid:
-            raise _bad(what, "id", "a non-empty string", mid)
-        accelerators: list[PaperspaceAccelerator] = []
-        raw_acc = data.get("accelerators") or []
-        if not isinstance(raw_acc, list):
-            raise _bad(what, "accelerators", "a list", raw_acc)
-        for item in raw_acc:
-            if not isinstance(item, Mapping):
-                raise _bad(what, "accelerators[]", "an object", item)
-            name, count, memory = item.get("name"), item.get("count"), item.get("memory")
-            if not isinstance(name, str):
-                raise _bad(what, "accelerators[].name", "a string", name)
-            if isinstance(count, bool) or not isinstance(count, int):
-                raise _bad(what, "accelerators[].count", "an integer", count)
-            if memory is not None and (
-                isinstance(memory, bool) or not isinstance(memory, (int, float))
-            ):
-                raise _bad(what, "accelerators[].memory", "a number", memory)
+        f = Fields(data, "machine", provider="paperspace")
+        accelerators = []
+        for item in f.items("accelerators"):
+            acc = Fields(item, "machine.accelerators[]", provider="paperspace")
             accelerators.append(
                 PaperspaceAccelerator(
-                    name=name, count=count, memory=None if memory is None else float(memory)
+                    name=acc.text("name", required=True),
+                    count=acc.integer("count", required=True),
+                    memory=acc.real("memory"),
                 )
             )
         return cls(
-            id=mid,
-            name=_opt_str(data, "name", what),
-            state=_opt_str(data, "state", what),
-            machine_type=_opt_str(data, "machineType", what),
-            region=_opt_str(data, "region", what),
-            public_ip=_opt_str(data, "publicIp", what),
+            id=f.text("id", required=True),
+            name=f.text("name"),
+            state=f.text("state"),
+            machine_type=f.text("machineType"),
+            region=f.text("region"),
+            public_ip=f.text("publicIp"),
             accelerators=tuple(accelerators),
-            dt_created=_opt_time(data, "dtCreated", what),
-            dt_deleted=_opt_time(data, "dtDeleted", what),
+            dt_created=f.timestamp("dtCreated"),
+            dt_deleted=f.timestamp("dtDeleted"),
         )
 
 
@@ -354,7 +311,7 @@ def startup_script(spec: LaunchSpec) -> str:
     return "\n".join(lines) + "\n"
 
 
-class PaperspaceProvider(ProviderBase):
+class PaperspaceProvider(RestProviderBase):
     """runctl's Paperspace provider. See the module docstring for the whole story.
 
     Args:
@@ -366,33 +323,22 @@ class PaperspaceProvider(ProviderBase):
     """
 
     name: ClassVar[str] = "paperspace"
-
-    def __init__(
-        self,
-        config: ProviderConfig,
-        *,
-        transport: httpx.AsyncBaseTransport | None = None,
-        retry: RetryPolicy | None = None,
-        sleep: Callable[[float], Awaitable[None]] | None = None,
-        timeout: httpx.Timeout | None = None,
-    ) -> None:
-        super().__init__(config)
-        self._timeout = timeout
-        self._transport = transport
-        self._retry = retry
-        self._sleep_fn = sleep
-        self._http: HttpApi | None = None
+    default_base_url: ClassVar[str] = DEFAULT_BASE_URL
+    api_key_env: ClassVar[tuple[str, ...]] = ("PAPERSPACE_API_KEY",)
+    api_key_elsewhere: ClassVar[tuple[str, ...]] = (
+        "~/.paperspace/credentials.toml (pspace login)",
+    )
+    api_key_hint: ClassVar[str] = "set PAPERSPACE_API_KEY or run `pspace login`"
 
     @property
     def capabilities(self) -> Capabilities:
         """What Paperspace supports (the table in the module docstring)."""
         return CAPABILITIES
 
-    # --- configuration ----------------------------------------------------------------------
-
     @classmethod
     def _secret(cls, config: ProviderConfig) -> Secret | None:
-        secret = config.secret("api_key", env=("PAPERSPACE_API_KEY",))
+        """The key from the environment or config file, else the ``pspace`` CLI's login."""
+        secret = super()._secret(config)
         if secret is not None:
             return secret
         found = _pspace_key(config.environ)
@@ -401,62 +347,6 @@ class PaperspaceProvider(ProviderBase):
         from ..config import Secret
 
         return Secret(found[0], f"file {found[1]} (pspace CLI, current team)")
-
-    @classmethod
-    def _looked_in(cls, config: ProviderConfig) -> tuple[str, ...]:
-        return (
-            "env PAPERSPACE_API_KEY",
-            f"config file [providers.{config.name}] api_key",
-            "~/.paperspace/credentials.toml (pspace login)",
-        )
-
-    @classmethod
-    def check(cls, config: ProviderConfig) -> Availability:
-        """Whether an API key is present, and where it was found (never the key)."""
-        secret = cls._secret(config)
-        if secret is None:
-            return Availability(
-                usable=False,
-                reason="no API key (looked in: " + ", ".join(cls._looked_in(config)) + ")",
-            )
-        return Availability(usable=True, reason=f"API key from {secret.source}")
-
-    def _api(self) -> HttpApi:
-        if self._http is None:
-            from ..http import HttpApi
-
-            secret = self._secret(self.config)
-            if secret is None:
-                raise MissingCredentialsError(
-                    self.name, self._looked_in(self.config),
-                    hint="set PAPERSPACE_API_KEY or run `pspace login`",
-                )
-            base_url = self.config.setting("base_url", default=DEFAULT_BASE_URL) or DEFAULT_BASE_URL
-            self._http = HttpApi(
-                provider=self.name,
-                base_url=base_url,
-                secret=secret,
-                classify=self._classify,
-                transport=self._transport,
-                timeout=self._timeout,
-                retry=self._retry,
-                sleep=self._sleep_fn,
-            )
-        return self._http
-
-    async def _sleep(self, seconds: float) -> None:
-        if self._sleep_fn is not None:
-            await self._sleep_fn(seconds)
-        else:
-            import anyio
-
-            await anyio.sleep(seconds)
-
-    async def aclose(self) -> None:
-        """Close the HTTP connections."""
-        if self._http is not None:
-            await self._http.aclose()
-            self._http = None
 
     # --- errors -------------------------------------------------------------------------------
 
@@ -487,9 +377,6 @@ class PaperspaceProvider(ProviderBase):
         if status == 402 or re.search(r"quota|limit|exceed|billing|payment|credit", lowered):
             return QuotaExceededError(message, **kw)
         return None
-
-    def _malformed(self, what: str, detail: str) -> MalformedResponseError:
-        return MalformedResponseError(f"{what}: {detail}", provider=self.name)
 
     # --- offers -------------------------------------------------------------------------------
 
@@ -539,7 +426,7 @@ class PaperspaceProvider(ProviderBase):
         if isinstance(data, Mapping) and isinstance(data.get("data"), Mapping):
             data = data["data"]
         if not isinstance(data, Mapping):
-            raise self._malformed(what, "expected a machine object")
+            raise malformed(self.name, f"{what}: expected a machine object")
         return PaperspaceMachine.from_json(data)
 
     async def get(self, resource_id: str) -> Resource:
@@ -564,11 +451,11 @@ class PaperspaceProvider(ProviderBase):
             data = await api.get("/machines", params=params)
             items = data.get("items") if isinstance(data, Mapping) else None
             if not isinstance(items, list):
-                raise self._malformed("GET /machines", "expected {'items': [...]}")
+                raise malformed(self.name, "GET /machines: expected {'items': [...]}")
             found.extend(PaperspaceMachine.from_json(item) for item in items)
             after = data.get("nextPage")
             if after is not None and not isinstance(after, str):
-                raise self._malformed("GET /machines", "'nextPage' is not a string")
+                raise malformed(self.name, "GET /machines: 'nextPage' is not a string")
             if not data.get("hasMore") or not after or after in seen:
                 return found
             seen.add(after)
@@ -609,7 +496,7 @@ class PaperspaceProvider(ProviderBase):
         data = await self._api().get("/os-templates", params={"limit": _PAGE})
         items = data.get("items") if isinstance(data, Mapping) else None
         if not isinstance(items, list):
-            raise self._malformed("GET /os-templates", "expected {'items': [...]}")
+            raise malformed(self.name, "GET /os-templates: expected {'items': [...]}")
         candidates: list[tuple[str, str]] = []
         for item in items:
             if not isinstance(item, Mapping):
@@ -660,7 +547,7 @@ class PaperspaceProvider(ProviderBase):
         })
         script_id = script.get("id") if isinstance(script, Mapping) else None
         if not isinstance(script_id, str):
-            raise self._malformed("POST /startup-scripts", "no 'id' in the answer")
+            raise malformed(self.name, "POST /startup-scripts: no 'id' in the answer")
         body = {
             "name": name,
             "machineType": machine_type,

@@ -59,16 +59,15 @@ import re
 import shlex
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import attrs
 
+from .._wire import Fields
 from ..cost import Money, Price
 from ..errors import (
     CapacityError,
-    MalformedResponseError,
-    MissingCredentialsError,
     NotFoundError,
     ProviderConnectionError,
     ProviderError,
@@ -89,19 +88,17 @@ from ..models import (
     Resource,
     ResourceState,
 )
-from ..provider import Availability, ProviderBase
+from ..provider import RestProviderBase
 
 if TYPE_CHECKING:
     import httpx
 
-    from ..config import ProviderConfig, Secret
-    from ..http import HttpApi, RetryPolicy
+    from ..config import ProviderConfig
+    from ..http import RetryPolicy
 
 __all__ = ["RUNPOD_STATES", "RunPodGpuType", "RunPodPod", "RunPodProvider", "runpod_state"]
 
 NAME = "runpod"
-DEFAULT_BASE_URL = "https://api.runpod.io"
-API_KEY_ENV = "RUNPOD_API_KEY"
 #: Env var on the pod that carries runctl's tags as JSON (RunPod pods have no labels).
 TAGS_ENV = "RUNCTL_TAGS"
 CLOUDS = ("SECURE", "COMMUNITY")
@@ -135,86 +132,6 @@ def runpod_state(raw: str | None) -> ResourceState:
 # --- wire models --------------------------------------------------------------------------------
 
 
-def _malformed(what: str, body: object = None) -> MalformedResponseError:
-    shown = None if body is None else json.dumps(body, default=str)[:500]
-    return MalformedResponseError(what, provider=NAME, body=shown)
-
-
-class _Fields:
-    """Lenient reads from one JSON object: extra keys ignored, wrong types are malformed."""
-
-    def __init__(self, data: object, what: str) -> None:
-        if not isinstance(data, dict):
-            raise _malformed(f"{what}: expected a JSON object, got {type(data).__name__}", data)
-        self.data: dict[str, Any] = data
-        self.what = what
-
-    def _get(self, key: str, kinds: tuple[type, ...], required: bool) -> Any:
-        value = self.data.get(key)
-        if value is None:
-            if required:
-                raise _malformed(f"{self.what}: missing {key!r}", self.data)
-            return None
-        if isinstance(value, bool) and bool not in kinds:
-            raise _malformed(
-                f"{self.what}.{key}: expected {kinds[0].__name__}, got bool", self.data
-            )
-        if not isinstance(value, kinds):
-            raise _malformed(
-                f"{self.what}.{key}: expected {kinds[0].__name__}, got {type(value).__name__}",
-                self.data,
-            )
-        return value
-
-    def text(self, key: str, *, required: bool = False) -> str | None:
-        value: str | None = self._get(key, (str,), required)
-        return value
-
-    def integer(self, key: str, *, required: bool = False) -> int | None:
-        value: int | None = self._get(key, (int,), required)
-        return value
-
-    def flag(self, key: str) -> bool | None:
-        value: bool | None = self._get(key, (bool,), False)
-        return value
-
-    def number(self, key: str, *, required: bool = False) -> Decimal | None:
-        value = self._get(key, (int, float, str), required)
-        if value is None:
-            return None
-        try:
-            number = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
-        except InvalidOperation:
-            raise _malformed(f"{self.what}.{key}: {value!r} is not a number", self.data) from None
-        if not number.is_finite():
-            raise _malformed(f"{self.what}.{key}: {value!r} is not finite", self.data)
-        return number
-
-    def timestamp(self, key: str) -> datetime | None:
-        value = self.text(key)
-        if not value:
-            return None
-        try:
-            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            raise _malformed(
-                f"{self.what}.{key}: {value!r} is not a timestamp", self.data
-            ) from None
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
-
-    def obj(self, key: str) -> _Fields | None:
-        value = self._get(key, (dict,), False)
-        return None if value is None else _Fields(value, f"{self.what}.{key}")
-
-    def items(self, key: str) -> list[Any]:
-        value: list[Any] | None = self._get(key, (list,), False)
-        return value or []
-
-    def str_map(self, key: str) -> dict[str, str]:
-        value = self._get(key, (dict,), False) or {}
-        return {str(k): v for k, v in value.items() if isinstance(v, str)}
-
-
 @attrs.frozen(kw_only=True)
 class RunPodGpuType:
     """One entry of ``GET /v2/catalog/gpus`` (schema ``GpuType``)."""
@@ -233,11 +150,11 @@ class RunPodGpuType:
     @classmethod
     def from_wire(cls, data: object) -> RunPodGpuType:
         """Parse leniently; raise ``MalformedResponseError`` when it cannot be understood."""
-        f = _Fields(data, "GpuType")
-        price = f.obj("price") or _Fields({}, "GpuType.price")
-        most = f.obj("maxCount") or _Fields({}, "GpuType.maxCount")
+        f = Fields(data, "GpuType", provider=NAME)
+        price = f.obj("price") or Fields({}, "GpuType.price", provider=NAME)
+        most = f.obj("maxCount") or Fields({}, "GpuType.maxCount", provider=NAME)
         return cls(
-            id=f.text("id", required=True) or "",
+            id=f.text("id", required=True),
             name=f.text("name"),
             memory_gb=f.integer("memory"),
             secure=bool(f.flag("secure")),
@@ -282,7 +199,7 @@ class RunPodPod:
     @classmethod
     def from_wire(cls, data: object) -> RunPodPod:
         """Parse leniently; raise ``MalformedResponseError`` when it cannot be understood."""
-        f = _Fields(data, "Pod")
+        f = Fields(data, "Pod", provider=NAME)
         gpu = f.obj("gpu")
         address = None
         ssh = f.obj("ssh")
@@ -296,7 +213,7 @@ class RunPodPod:
                     address = port["ip"]
                     break
         return cls(
-            id=f.text("id", required=True) or "",
+            id=f.text("id", required=True),
             name=f.text("name"),
             status=f.text("status"),
             image=f.text("image"),
@@ -337,10 +254,7 @@ class RunPodPod:
 
 
 def _list_of(data: object, key: str, what: str) -> list[Any]:
-    f = _Fields(data, what)
-    if key not in f.data:
-        raise _malformed(f"{what}: missing {key!r}", data)
-    return f.items(key)
+    return Fields(data, what, provider=NAME).items(key, required=True)
 
 
 # --- prices -------------------------------------------------------------------------------------
@@ -387,20 +301,10 @@ _CAPACITY_WORDS = re.compile(
 )
 
 
-def _classify(response: httpx.Response, message: str, kw: dict[str, Any]) -> ProviderError | None:
-    """Refine HttpApi's mapping for RunPod's ``application/problem+json`` errors."""
-    status = response.status_code
-    if status == 402:
-        return QuotaExceededError(f"{message} (insufficient balance)", **kw)
-    if status == 400 and _CAPACITY_WORDS.search(message):
-        return CapacityError(message, **kw)
-    return None
-
-
 # --- the provider -------------------------------------------------------------------------------
 
 
-class RunPodProvider(ProviderBase):
+class RunPodProvider(RestProviderBase):
     """RunPod pods through REST v2.
 
     Args:
@@ -413,6 +317,9 @@ class RunPodProvider(ProviderBase):
     """
 
     name: ClassVar[str] = NAME
+    default_base_url: ClassVar[str] = "https://api.runpod.io"
+    api_key_env: ClassVar[tuple[str, ...]] = ("RUNPOD_API_KEY",)
+    api_key_hint: ClassVar[str] = "Create a key at https://console.runpod.io/user/settings"
 
     def __init__(
         self,
@@ -423,12 +330,8 @@ class RunPodProvider(ProviderBase):
         timeout: httpx.Timeout | None = None,
         log_idle_timeout: float = 2.0,
     ) -> None:
-        super().__init__(config)
-        self._transport = transport
-        self._retry = retry
-        self._timeout = timeout
+        super().__init__(config, transport=transport, retry=retry, timeout=timeout)
         self._log_idle_timeout = log_idle_timeout
-        self._http: HttpApi | None = None
 
     @property
     def capabilities(self) -> Capabilities:
@@ -447,56 +350,15 @@ class RunPodProvider(ProviderBase):
             exit_code=False,
         )
 
-    # --- configuration --------------------------------------------------------------------------
-
-    @staticmethod
-    def _secret(config: ProviderConfig) -> Secret | None:
-        return config.secret("api_key", env=(API_KEY_ENV,))
-
-    @classmethod
-    def check(cls, config: ProviderConfig) -> Availability:
-        """Whether an API key is configured, and where it came from (never the key)."""
-        secret = cls._secret(config)
-        if secret is None:
-            return Availability(
-                usable=False,
-                reason=f"no API key: set {API_KEY_ENV} or api_key in [providers.runpod]",
-            )
-        return Availability(usable=True, reason=f"API key from {secret.source}")
-
-    def _api(self) -> HttpApi:
-        if self._http is None:
-            from ..http import HttpApi
-
-            secret = self._secret(self.config)
-            if secret is None:
-                raise MissingCredentialsError(
-                    NAME,
-                    (f"env {API_KEY_ENV}", "config file [providers.runpod] api_key"),
-                    "Create a key at https://console.runpod.io/user/settings",
-                )
-            self._http = HttpApi(
-                provider=NAME,
-                base_url=self.config.setting("base_url", default=DEFAULT_BASE_URL)
-                or DEFAULT_BASE_URL,
-                secret=secret,
-                auth_scheme="Bearer",
-                classify=self._classify,
-                transport=self._transport,
-                retry=self._retry,
-                timeout=self._timeout,
-            )
-        return self._http
-
     def _classify(self, response: httpx.Response, message: str) -> ProviderError | None:
-        assert self._http is not None
-        return _classify(response, message, self._http.error_kwargs(response))
-
-    async def aclose(self) -> None:
-        """Close the HTTP connections."""
-        if self._http is not None:
-            await self._http.aclose()
-            self._http = None
+        """Refine HttpApi's mapping for RunPod's ``application/problem+json`` errors."""
+        status = response.status_code
+        kw = self._api().error_kwargs(response)
+        if status == 402:
+            return QuotaExceededError(f"{message} (insufficient balance)", **kw)
+        if status == 400 and _CAPACITY_WORDS.search(message):
+            return CapacityError(message, **kw)
+        return None
 
     # --- offers ---------------------------------------------------------------------------------
 

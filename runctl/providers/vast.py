@@ -63,21 +63,19 @@ from __future__ import annotations
 
 import re
 import shlex
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import parse_qsl, urlencode
 
 import attrs
 
+from .._wire import Fields, malformed
 from ..cost import Money, Price
 from ..errors import (
     AuthenticationError,
     CapacityError,
-    MalformedResponseError,
-    MissingCredentialsError,
     NotFoundError,
     ProviderConnectionError,
     ProviderError,
@@ -97,13 +95,10 @@ from ..models import (
     Resource,
     ResourceState,
 )
-from ..provider import Availability, ProviderBase
+from ..provider import RestProviderBase
 
 if TYPE_CHECKING:
     import httpx
-
-    from ..config import ProviderConfig, Secret
-    from ..http import HttpApi, RetryPolicy
 
 __all__ = [
     "CAPABILITIES",
@@ -223,68 +218,6 @@ def decode_label(label: str | None) -> dict[str, str] | None:
 # --- wire models ----------------------------------------------------------------------------------
 
 
-class _Fields:
-    """Lenient reads from one JSON object: extra keys ignored, wrong types are malformed."""
-
-    def __init__(self, data: object, what: str) -> None:
-        if not isinstance(data, Mapping):
-            raise MalformedResponseError(f"{what}: expected an object, got {type(data).__name__}",
-                                         provider="vast")
-        self.data = data
-        self.what = what
-
-    def _bad(self, key: str, expected: str) -> MalformedResponseError:
-        value = self.data.get(key)
-        return MalformedResponseError(
-            f"{self.what}.{key}: expected {expected}, got {type(value).__name__}", provider="vast"
-        )
-
-    def integer(self, key: str) -> int:
-        value = self.opt_int(key)
-        if value is None:
-            raise self._bad(key, "an integer")
-        return value
-
-    def opt_int(self, key: str) -> int | None:
-        value = self.data.get(key)
-        if value is None:
-            return None
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
-            raise self._bad(key, "an integer")
-        return int(value)
-
-    def opt_float(self, key: str) -> float | None:
-        value = self.data.get(key)
-        if value is None:
-            return None
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise self._bad(key, "a number")
-        return float(value)
-
-    def opt_decimal(self, key: str) -> Decimal | None:
-        value = self.opt_float(key)
-        # Through repr, so 0.4 stays 0.4 (never float arithmetic on money).
-        return None if value is None else Decimal(repr(value))
-
-    def opt_str(self, key: str) -> str | None:
-        value = self.data.get(key)
-        if value is None:
-            return None
-        if not isinstance(value, str):
-            raise self._bad(key, "a string")
-        return value
-
-    def opt_bool(self, key: str) -> bool | None:
-        value = self.data.get(key)
-        if value is None:
-            return None
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, int) and value in (0, 1):  # Vast sends has_avx: 1
-            return bool(value)
-        raise self._bad(key, "a boolean")
-
-
 @attrs.frozen(kw_only=True)
 class VastOffer:
     """One row of ``POST /api/v0/bundles`` (only the fields runctl uses).
@@ -314,21 +247,21 @@ class VastOffer:
         Raises:
             MalformedResponseError: a field runctl needs is missing or of the wrong type.
         """
-        f = _Fields(data, "offer")
+        f = Fields(data, "offer", provider="vast")
         return cls(
-            id=f.integer("id"),
-            num_gpus=f.opt_int("num_gpus") or 0,
-            gpu_name=f.opt_str("gpu_name"),
-            gpu_ram_mb=f.opt_float("gpu_ram"),
-            cpu_cores_effective=f.opt_float("cpu_cores_effective"),
-            cpu_ram_mb=f.opt_float("cpu_ram"),
-            dph_base=f.opt_decimal("dph_base"),
-            dph_total=f.opt_decimal("dph_total"),
-            min_bid=f.opt_decimal("min_bid"),
-            storage_cost=f.opt_decimal("storage_cost"),
-            inet_up_cost=f.opt_decimal("inet_up_cost"),
-            geolocation=f.opt_str("geolocation"),
-            rentable=f.opt_bool("rentable"),
+            id=f.integer("id", required=True),
+            num_gpus=f.integer("num_gpus") or 0,
+            gpu_name=f.text("gpu_name"),
+            gpu_ram_mb=f.real("gpu_ram"),
+            cpu_cores_effective=f.real("cpu_cores_effective"),
+            cpu_ram_mb=f.real("cpu_ram"),
+            dph_base=f.number("dph_base"),
+            dph_total=f.number("dph_total"),
+            min_bid=f.number("min_bid"),
+            storage_cost=f.number("storage_cost"),
+            inet_up_cost=f.number("inet_up_cost"),
+            geolocation=f.text("geolocation"),
+            rentable=f.flag("rentable"),
         )
 
 
@@ -361,25 +294,25 @@ class VastInstance:
         Raises:
             MalformedResponseError: a field runctl needs is missing or of the wrong type.
         """
-        f = _Fields(data, "instance")
+        f = Fields(data, "instance", provider="vast")
         return cls(
-            id=f.integer("id"),
-            actual_status=f.opt_str("actual_status"),
-            intended_status=f.opt_str("intended_status"),
-            label=f.opt_str("label"),
-            status_msg=f.opt_str("status_msg"),
-            num_gpus=f.opt_int("num_gpus") or 0,
-            gpu_name=f.opt_str("gpu_name"),
-            gpu_ram_mb=f.opt_float("gpu_ram"),
-            dph_base=f.opt_decimal("dph_base"),
-            storage_cost=f.opt_decimal("storage_cost"),
-            inet_up_cost=f.opt_decimal("inet_up_cost"),
-            is_bid=bool(f.opt_bool("is_bid")),
-            start_date=f.opt_float("start_date"),
-            geolocation=f.opt_str("geolocation"),
-            public_ipaddr=(f.opt_str("public_ipaddr") or "").strip() or None,
-            ssh_host=f.opt_str("ssh_host"),
-            machine_id=f.opt_int("machine_id"),
+            id=f.integer("id", required=True),
+            actual_status=f.text("actual_status"),
+            intended_status=f.text("intended_status"),
+            label=f.text("label"),
+            status_msg=f.text("status_msg"),
+            num_gpus=f.integer("num_gpus") or 0,
+            gpu_name=f.text("gpu_name"),
+            gpu_ram_mb=f.real("gpu_ram"),
+            dph_base=f.number("dph_base"),
+            storage_cost=f.number("storage_cost"),
+            inet_up_cost=f.number("inet_up_cost"),
+            is_bid=bool(f.flag("is_bid")),
+            start_date=f.real("start_date"),
+            geolocation=f.text("geolocation"),
+            public_ipaddr=(f.text("public_ipaddr") or "").strip() or None,
+            ssh_host=f.text("ssh_host"),
+            machine_id=f.integer("machine_id"),
         )
 
     @property
@@ -430,17 +363,11 @@ def _squash(name: str) -> str:
 # --- the provider ---------------------------------------------------------------------------------
 
 
-def _key_files(environ: Mapping[str, str]) -> tuple[Path, ...]:
-    home = Path(environ["HOME"]) if environ.get("HOME") else Path.home()
-    xdg = Path(environ["XDG_CONFIG_HOME"]) if environ.get("XDG_CONFIG_HOME") else home / ".config"
-    return (xdg / "vastai" / "vast_api_key", home / ".vast_api_key")
-
-
 def _utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
-class VastProvider(ProviderBase):
+class VastProvider(RestProviderBase):
     """runctl's Vast.ai provider. See the module docstring for the whole story.
 
     Args:
@@ -452,89 +379,19 @@ class VastProvider(ProviderBase):
     """
 
     name: ClassVar[str] = "vast"
-
-    def __init__(
-        self,
-        config: ProviderConfig,
-        *,
-        transport: httpx.AsyncBaseTransport | None = None,
-        retry: RetryPolicy | None = None,
-        sleep: Callable[[float], Awaitable[None]] | None = None,
-        timeout: httpx.Timeout | None = None,
-    ) -> None:
-        super().__init__(config)
-        self._timeout = timeout
-        self._transport = transport
-        self._retry = retry
-        self._sleep_fn = sleep
-        self._http: HttpApi | None = None
+    default_base_url: ClassVar[str] = DEFAULT_BASE_URL
+    api_key_env: ClassVar[tuple[str, ...]] = ("VAST_API_KEY",)
+    #: Where the vastai CLI keeps the key: today's file, then the legacy one.
+    api_key_files: ClassVar[tuple[str, ...]] = (
+        "$XDG_CONFIG_HOME/vastai/vast_api_key",
+        "~/.vast_api_key",
+    )
+    api_key_hint: ClassVar[str] = "set VAST_API_KEY or run `vastai set api-key <KEY>`"
 
     @property
     def capabilities(self) -> Capabilities:
         """What Vast supports (the table in the module docstring)."""
         return CAPABILITIES
-
-    # --- configuration ----------------------------------------------------------------------
-
-    @classmethod
-    def _secret(cls, config: ProviderConfig) -> Secret | None:
-        return config.secret("api_key", env=("VAST_API_KEY",), files=_key_files(config.environ))
-
-    @classmethod
-    def _looked_in(cls, config: ProviderConfig) -> tuple[str, ...]:
-        return (
-            "env VAST_API_KEY",
-            f"config file [providers.{config.name}] api_key",
-            *(f"file {p}" for p in _key_files(config.environ)),
-        )
-
-    @classmethod
-    def check(cls, config: ProviderConfig) -> Availability:
-        """Whether an API key is present, and where it was found (never the key)."""
-        secret = cls._secret(config)
-        if secret is None:
-            return Availability(
-                usable=False,
-                reason="no API key (looked in: " + ", ".join(cls._looked_in(config)) + ")",
-            )
-        return Availability(usable=True, reason=f"API key from {secret.source}")
-
-    def _api(self) -> HttpApi:
-        if self._http is None:
-            from ..http import HttpApi
-
-            secret = self._secret(self.config)
-            if secret is None:
-                raise MissingCredentialsError(
-                    self.name, self._looked_in(self.config),
-                    hint="set VAST_API_KEY or run `vastai set api-key <KEY>`",
-                )
-            base_url = self.config.setting("base_url", default=DEFAULT_BASE_URL) or DEFAULT_BASE_URL
-            self._http = HttpApi(
-                provider=self.name,
-                base_url=base_url,
-                secret=secret,
-                classify=self._classify,
-                transport=self._transport,
-                timeout=self._timeout,
-                retry=self._retry,
-                sleep=self._sleep_fn,
-            )
-        return self._http
-
-    async def _sleep(self, seconds: float) -> None:
-        if self._sleep_fn is not None:
-            await self._sleep_fn(seconds)
-        else:
-            import anyio
-
-            await anyio.sleep(seconds)
-
-    async def aclose(self) -> None:
-        """Close the HTTP connections."""
-        if self._http is not None:
-            await self._http.aclose()
-            self._http = None
 
     # --- errors -------------------------------------------------------------------------------
 
@@ -573,9 +430,6 @@ class VastProvider(ProviderBase):
             return ProviderError(msg, **kw)
         return None
 
-    def _malformed(self, what: str, detail: str) -> MalformedResponseError:
-        return MalformedResponseError(f"{what}: {detail}", provider=self.name)
-
     # --- offers -------------------------------------------------------------------------------
 
     def _search_body(
@@ -612,12 +466,12 @@ class VastProvider(ProviderBase):
             idempotent=True,  # a search changes nothing
         )
         if not isinstance(data, Mapping):
-            raise self._malformed("POST /api/v0/bundles", "expected an object")
+            raise malformed(self.name, "POST /api/v0/bundles: expected an object")
         rows = data.get("offers")
         if isinstance(rows, Mapping):  # the spec's own example shows a single object
             rows = [rows]
         if not isinstance(rows, list):
-            raise self._malformed("POST /api/v0/bundles", "'offers' is not a list")
+            raise malformed(self.name, "POST /api/v0/bundles: 'offers' is not a list")
         now = _utcnow()
         offers: list[Offer] = []
         for row in rows:
@@ -712,7 +566,7 @@ class VastProvider(ProviderBase):
         iid = self._instance_id(resource_id)
         data = await self._api().get(f"/api/v0/instances/{iid}")
         if not isinstance(data, Mapping):
-            raise self._malformed(f"GET /api/v0/instances/{iid}", "expected an object")
+            raise malformed(self.name, f"GET /api/v0/instances/{iid}: expected an object")
         inst = data.get("instances")
         if isinstance(inst, list):  # older servers answer with a one-item list
             inst = inst[0] if inst else None
@@ -739,11 +593,11 @@ class VastProvider(ProviderBase):
                 params["after_token"] = token
             data = await api.get("/api/v1/instances", params=params)
             if not isinstance(data, Mapping) or not isinstance(data.get("instances", []), list):
-                raise self._malformed("GET /api/v1/instances", "expected {'instances': [...]}")
+                raise malformed(self.name, "GET /api/v1/instances: expected {'instances': [...]}")
             found.extend(VastInstance.from_json(row) for row in data.get("instances") or [])
             token = data.get("next_token")
             if token is not None and not isinstance(token, str):
-                raise self._malformed("GET /api/v1/instances", "'next_token' is not a string")
+                raise malformed(self.name, "GET /api/v1/instances: 'next_token' is not a string")
             if not token or token in seen:
                 return found
             seen.add(token)
@@ -866,7 +720,9 @@ class VastProvider(ProviderBase):
             found = await self._reconcile(spec.launch_id)
             if found is not None:
                 return found
-            raise self._malformed(f"PUT /api/v0/asks/{ask_id}", "no 'new_contract' in the answer")
+            raise malformed(
+                self.name, f"PUT /api/v0/asks/{ask_id}: no 'new_contract' in the answer"
+            )
         new_id = str(data["new_contract"])
         if spec.ssh_public_key:
             await self._api().post(
@@ -960,7 +816,7 @@ class VastProvider(ProviderBase):
         )
         url = data.get("result_url") if isinstance(data, Mapping) else None
         if not isinstance(url, str) or not url:
-            raise self._malformed(f"PUT /api/v0/instances/request_logs/{iid}", "no 'result_url'")
+            raise malformed(self.name, f"PUT /api/v0/instances/request_logs/{iid}: no 'result_url'")
         url = check_base_url(self.name, url)
         # The log is uploaded asynchronously; the URL answers 403/404 until it is there.
         # A separate client: the Vast API key must never be sent to the storage host.

@@ -23,7 +23,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 import attrs
@@ -236,3 +236,49 @@ class FakeHttpServer:
         h.end_headers()
         if reply.body:
             h.wfile.write(reply.body)
+
+
+_Fake = TypeVar("_Fake", bound="FakeApi")
+
+
+class FakeApi:
+    """Base for one provider's fake API: its routes on a :class:`FakeHttpServer`.
+
+    A subclass registers its handlers with :meth:`route`; a test may replace one
+    with :meth:`override`. Used as a context manager, it runs the server::
+
+        with FakeRunPod() as fake:
+            ... fake.url ...
+    """
+
+    #: The API's base path (``url`` ends with it; routes are registered with it).
+    prefix = ""
+
+    def __init__(self) -> None:
+        self.server = FakeHttpServer()
+        self._overrides: dict[tuple[str, str], Handler] = {}
+
+    def route(self, method: str, template: str, handler: Handler) -> None:
+        """Answer ``method`` on ``template`` (below ``prefix``) with ``handler``."""
+        key = (method, self.prefix + template)
+
+        def dispatch(request: Request) -> Reply:
+            return self._overrides.get(key, handler)(request)
+
+        self.server.route(method, self.prefix + template, dispatch)
+
+    def override(self, method: str, template: str, handler: Handler) -> None:
+        """Answer ``method template`` (the full path) with ``handler`` from now on."""
+        self._overrides[(method, template)] = handler
+
+    @property
+    def url(self) -> str:
+        """The API root to configure the provider with."""
+        return self.server.url + self.prefix
+
+    def __enter__(self: _Fake) -> _Fake:
+        self.server.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.stop()

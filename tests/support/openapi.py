@@ -30,17 +30,20 @@ from collections.abc import Iterable, Mapping
 from functools import cache
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 from openapi_core import OpenAPI
 from openapi_core.datatypes import RequestParameters
 from werkzeug.datastructures import Headers, ImmutableMultiDict
 
+from .fake_http import Request as ServerRequest
+
 __all__ = [
     "SPECS",
     "RecordingTransport",
     "assert_requests_match",
+    "assert_server_requests_match",
     "validate_request",
 ]
 
@@ -180,6 +183,21 @@ def assert_requests_match(
             problems.append(str(e))
     if problems:
         raise AssertionError("\n\n".join(problems))
+    return count
+
+
+def assert_server_requests_match(spec_path: str | Path, requests: Iterable[ServerRequest]) -> int:
+    """Validate every request a ``FakeHttpServer`` received; return how many.
+
+    Raises:
+        AssertionError: at the first request that does not match.
+    """
+    count = 0
+    for r in requests:
+        query = urlencode(r.query, doseq=True)
+        url = f"http://127.0.0.1{r.path}" + (f"?{query}" if query else "")
+        validate_request(spec_path, method=r.method, url=url, body=r.body or None, headers=r.headers)
+        count += 1
     return count
 
 

@@ -4,21 +4,18 @@ from __future__ import annotations
 
 import copy
 import itertools
-import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
 
 import httpx
 import pytest
-import vcr
 
 from runctl.config import ProviderConfig
 from runctl.http import RetryPolicy
 from runctl.providers.lambda_cloud import LambdaCloudProvider
-from tests.support.fake_http import FakeHttpServer, Handler, Reply, Request
-from tests.support.openapi import SPECS, RecordingTransport, validate_request
+from tests.support.fake_http import FakeApi, Reply, Request
+from tests.support.openapi import SPECS, RecordingTransport, assert_server_requests_match
 
 SPEC = SPECS / "lambda-cloud-openapi-1.8.3.json"
 CASSETTES = Path(__file__).parent / "cassettes"
@@ -27,17 +24,6 @@ FAKE_KEY = "secret_TESTKEY_lambda_0123456789abcdef"
 PUBLIC_KEY = (
     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDxRunctlCassetteTestKeyOnlyNotARealKey0000 runctl-test"
 )
-
-
-def lambda_vcr() -> vcr.VCR:
-    """Cassettes replay only (``RUNCTL_RECORD=1`` re-records, in the live tests)."""
-    return vcr.VCR(
-        cassette_library_dir=str(CASSETTES),
-        record_mode="all" if os.environ.get("RUNCTL_RECORD") == "1" else "none",
-        filter_headers=["authorization", "cookie", "set-cookie"],
-        match_on=("method", "scheme", "host", "port", "path", "query"),
-        decode_compressed_response=True,
-    )
 
 
 def config(environ: dict[str, str], tmp_path: Path) -> ProviderConfig:
@@ -71,36 +57,23 @@ _TYPE: dict[str, Any] = {
 }
 
 
-class FakeLambda:
+class FakeLambda(FakeApi):
     """Just enough of Lambda's API v1 to launch, read and terminate instances."""
 
+    prefix = "/api/v1"
+
     def __init__(self) -> None:
-        self.server = FakeHttpServer()
+        super().__init__()
         self.instances: dict[str, dict[str, Any]] = {}
         self.keys: list[dict[str, str]] = []
         self._ids = (f"{n:032x}" for n in itertools.count(1))
-        self._overrides: dict[tuple[str, str], Handler] = {}
-        self._route(
-            "GET",
-            "/api/v1/instances",
-            lambda r: Reply.json({"data": list(self.instances.values())}),
-        )
-        self._route("GET", "/api/v1/instances/{id}", self._get)
-        self._route("GET", "/api/v1/instance-types", self._types)
-        self._route("POST", "/api/v1/instance-operations/launch", self._launch)
-        self._route("POST", "/api/v1/instance-operations/terminate", self._terminate)
-        self._route("GET", "/api/v1/ssh-keys", lambda r: Reply.json({"data": self.keys}))
-        self._route("POST", "/api/v1/ssh-keys", self._add_key)
-
-    def _route(self, method: str, template: str, handler: Handler) -> None:
-        def dispatch(request: Request) -> Reply:
-            return self._overrides.get((method, template), handler)(request)
-
-        self.server.route(method, template, dispatch)
-
-    def override(self, method: str, template: str, handler: Handler) -> None:
-        """Answer ``method template`` with ``handler`` from now on."""
-        self._overrides[(method, template)] = handler
+        self.route("GET", "/instances", lambda r: Reply.json({"data": list(self.instances.values())}))
+        self.route("GET", "/instances/{id}", self._get)
+        self.route("GET", "/instance-types", self._types)
+        self.route("POST", "/instance-operations/launch", self._launch)
+        self.route("POST", "/instance-operations/terminate", self._terminate)
+        self.route("GET", "/ssh-keys", lambda r: Reply.json({"data": self.keys}))
+        self.route("POST", "/ssh-keys", self._add_key)
 
     @staticmethod
     def error(status: int, code: str, message: str) -> Reply:
@@ -162,24 +135,18 @@ class FakeLambda:
 
     def check_requests_against_spec(self) -> int:
         """Every request the fake received must be one Lambda documents."""
-        for r in self.server.requests:
-            url = f"https://cloud.lambda.ai{r.path}"
-            if r.query:
-                url += "?" + urlencode(r.query, doseq=True)
-            validate_request(SPEC, method=r.method, url=url, body=r.body or None, headers=r.headers)
-        return len(self.server.requests)
+        return assert_server_requests_match(SPEC, self.server.requests)
 
 
 @pytest.fixture
 def fake() -> Iterator[FakeLambda]:
-    fake = FakeLambda()
-    with fake.server:
+    with FakeLambda() as fake:
         yield fake
 
 
 @pytest.fixture
 async def fake_provider(fake: FakeLambda, tmp_path: Path) -> AsyncIterator[LambdaCloudProvider]:
-    environ = {"LAMBDA_API_KEY": FAKE_KEY, "RUNCTL_LAMBDA_BASE_URL": fake.server.url + "/api/v1"}
+    environ = {"LAMBDA_API_KEY": FAKE_KEY, "RUNCTL_LAMBDA_BASE_URL": fake.url}
     p = LambdaCloudProvider(
         config(environ, tmp_path),
         retry=RetryPolicy(attempts=4, base=0.001, cap=1.0),

@@ -30,9 +30,10 @@ from runctl.providers.lambda_cloud import (
     lambda_state,
     user_data_script,
 )
+from tests.support.cassettes import cassette_vcr
 from tests.support.openapi import RecordingTransport, assert_requests_match
 
-from .conftest import CASSETTES, FAKE_KEY, PUBLIC_KEY, SPEC, config, lambda_vcr
+from .conftest import CASSETTES, FAKE_KEY, PUBLIC_KEY, SPEC, config
 
 S = ResourceState
 
@@ -169,7 +170,7 @@ SPEC_LAUNCH = LaunchSpec(
 async def test_lifecycle_from_cassette(
     provider: LambdaCloudProvider, recorder: RecordingTransport
 ) -> None:
-    with lambda_vcr().use_cassette("lifecycle.yaml") as cassette:
+    with cassette_vcr(CASSETTES).use_cassette("lifecycle.yaml") as cassette:
         offers = await provider.offers(OfferQuery(gpu="GH200"))
         assert len(offers) == 1
         offer = offers[0]
@@ -212,7 +213,7 @@ async def test_documented_errors(provider: LambdaCloudProvider) -> None:
         options={"ssh_key_name": "mine"},
         launch_id="errors1",
     )
-    with lambda_vcr().use_cassette("errors.yaml"):
+    with cassette_vcr(CASSETTES).use_cassette("errors.yaml"):
         with pytest.raises(AuthenticationError) as auth:
             await provider.list()
         with pytest.raises(CapacityError) as capacity:
@@ -234,7 +235,7 @@ def test_cassettes_hold_no_credentials() -> None:
 
 @pytest.mark.anyio
 async def test_launch_input_is_checked(provider: LambdaCloudProvider) -> None:
-    with lambda_vcr().use_cassette("lifecycle.yaml", allow_playback_repeats=True):
+    with cassette_vcr(CASSETTES).use_cassette("lifecycle.yaml", allow_playback_repeats=True):
         with pytest.raises(ValidationError, match="SSH key"):
             await provider.launch(LaunchSpec(command=["x"], instance_type="t", region="us-west-1"))
         with pytest.raises(ValidationError, match="tag"):

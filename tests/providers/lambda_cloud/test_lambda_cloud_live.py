@@ -7,7 +7,6 @@ review it (jupyter tokens, IPs) before committing.
 
 from __future__ import annotations
 
-import contextlib
 import os
 from pathlib import Path
 
@@ -16,8 +15,9 @@ import pytest
 from runctl.config import ProviderConfig
 from runctl.models import LaunchSpec, OfferQuery
 from runctl.providers.lambda_cloud import LambdaCloudProvider
+from tests.support.cassettes import record_to
 
-from .conftest import lambda_vcr
+from .conftest import CASSETTES
 
 pytestmark = [
     pytest.mark.live,
@@ -33,12 +33,7 @@ async def test_live_lifecycle(tmp_path: Path) -> None:
     provider = LambdaCloudProvider(
         ProviderConfig(name="lambda", home=tmp_path, environ=dict(os.environ))
     )
-    recording = (
-        lambda_vcr().use_cassette("live-lifecycle.yaml")
-        if os.environ.get("RUNCTL_RECORD") == "1"
-        else contextlib.nullcontext()
-    )
-    with recording:
+    with record_to(CASSETTES, "live-lifecycle.yaml"):
         offers = [o for o in await provider.offers(OfferQuery()) if o.available]
         assert offers, "Lambda has no capacity right now"
         spec = LaunchSpec(

@@ -5,43 +5,33 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from tests.support.fake_http import FakeHttpServer, Reply, Request
+from tests.support.fake_http import FakeApi, Reply, Request
 
 from .api_shapes import check_request
 
 PREFIX = "/v1"
 
 
-class FakePaperspace:
+class FakePaperspace(FakeApi):
+    prefix = PREFIX
+
     def __init__(self) -> None:
-        self.server = FakeHttpServer()
+        super().__init__()
         self.machines: dict[str, dict[str, Any]] = {}
         self.scripts: dict[str, dict[str, Any]] = {}
         self.creates = 0
         self.new_state = "ready"
         self._ids = itertools.count(1)
-        s, p = self.server, PREFIX
-        s.route("GET", f"{p}/machines", self._list)
-        s.route("POST", f"{p}/machines", self._create)
-        s.route("GET", f"{p}/machines/{{id}}", self._get)
-        s.route("DELETE", f"{p}/machines/{{id}}", self._delete)
-        s.route("PATCH", f"{p}/machines/{{id}}/start", lambda r: self._power(r, "ready"))
-        s.route("PATCH", f"{p}/machines/{{id}}/stop", lambda r: self._power(r, "off"))
-        s.route("GET", f"{p}/os-templates", self._templates)
-        s.route("GET", f"{p}/startup-scripts", self._scripts)
-        s.route("POST", f"{p}/startup-scripts", self._create_script)
-        s.route("DELETE", f"{p}/startup-scripts/{{id}}", self._delete_script)
-
-    def __enter__(self) -> FakePaperspace:
-        self.server.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.stop()
-
-    @property
-    def url(self) -> str:
-        return self.server.url + PREFIX
+        self.route("GET", "/machines", self._list)
+        self.route("POST", "/machines", self._create)
+        self.route("GET", "/machines/{id}", self._get)
+        self.route("DELETE", "/machines/{id}", self._delete)
+        self.route("PATCH", "/machines/{id}/start", lambda r: self._power(r, "ready"))
+        self.route("PATCH", "/machines/{id}/stop", lambda r: self._power(r, "off"))
+        self.route("GET", "/os-templates", self._templates)
+        self.route("GET", "/startup-scripts", self._scripts)
+        self.route("POST", "/startup-scripts", self._create_script)
+        self.route("DELETE", "/startup-scripts/{id}", self._delete_script)
 
     def add_machine(self, **fields: Any) -> dict[str, Any]:
         mid = f"ps{next(self._ids):07d}"

@@ -35,6 +35,7 @@ from runctl.providers.paperspace import (
     state_of,
 )
 from tests.support.fake_http import Fault
+from tests.support.fake_sleep import Sleeps
 
 from .fake_paperspace import FakePaperspace
 
@@ -134,15 +135,6 @@ def ps() -> Iterator[FakePaperspace]:
     with FakePaperspace() as fake:
         yield fake
 
-
-class Sleeps:
-    def __init__(self, cap: float = 0.05) -> None:
-        self.calls: list[float] = []
-        self.cap = cap
-
-    async def __call__(self, seconds: float) -> None:
-        self.calls.append(seconds)
-        await anyio.sleep(min(seconds, self.cap))
 
 
 def make(fake: FakePaperspace, sleeps: Sleeps | None = None, *, read_timeout: float = 5.0,

@@ -12,11 +12,11 @@ import os
 from pathlib import Path
 
 import pytest
-import vcr
 
 from runctl.config import ProviderConfig
 from runctl.models import TAG_LAUNCH_ID, LaunchSpec, ResourceState
 from runctl.providers.paperspace import PaperspaceProvider
+from tests.support.cassettes import cassette_vcr, record_to, recording
 from tests.support.openapi import RecordingTransport
 
 from .api_shapes import check_request
@@ -24,15 +24,6 @@ from .api_shapes import check_request
 CASSETTES = Path(__file__).parent / "cassettes"
 S = ResourceState
 
-
-def _vcr(record_mode: str) -> vcr.VCR:
-    return vcr.VCR(
-        cassette_library_dir=str(CASSETTES),
-        record_mode=record_mode,
-        filter_headers=["authorization", "cookie", "set-cookie"],
-        match_on=["method", "scheme", "host", "port", "path", "query"],
-        decode_compressed_response=True,
-    )
 
 
 async def _lifecycle(provider: PaperspaceProvider, launch_id: str) -> str:
@@ -56,7 +47,7 @@ async def test_lifecycle_replays_with_only_verified_requests() -> None:
                             environ={"PAPERSPACE_API_KEY": "cassette-key-not-real"})
     transport = RecordingTransport()
     provider = PaperspaceProvider(config, transport=transport)
-    with _vcr("none").use_cassette("lifecycle.yaml") as cassette:
+    with cassette_vcr(CASSETTES).use_cassette("lifecycle.yaml") as cassette:
         assert await _lifecycle(provider, "cassette1") == "psz3lbmqe"
         await provider.aclose()
         assert cassette.all_played
@@ -83,9 +74,7 @@ async def test_live_lifecycle(anyio_backend: str) -> None:
         pytest.skip("one live run is enough")
     config = ProviderConfig(name="paperspace", home=Path("/nonexistent"), environ=dict(os.environ))
     provider = PaperspaceProvider(config)
-    if os.environ.get("RUNCTL_RECORD") == "1":
-        with _vcr("all").use_cassette("lifecycle.yaml"):
-            await _lifecycle(provider, "cassette1")
-    else:
-        await _lifecycle(provider, "live" + os.urandom(4).hex())
+    launch_id = "cassette1" if recording() else "live" + os.urandom(4).hex()
+    with record_to(CASSETTES, "lifecycle.yaml"):
+        await _lifecycle(provider, launch_id)
     await provider.aclose()

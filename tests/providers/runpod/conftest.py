@@ -5,37 +5,23 @@ from __future__ import annotations
 import copy
 import itertools
 import json
-import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
 
 import httpx
 import pytest
-import vcr
 
 from runctl.config import ProviderConfig
 from runctl.http import RetryPolicy
 from runctl.providers.runpod import RunPodProvider
-from tests.support.fake_http import FakeHttpServer, Handler, Reply, Request
-from tests.support.openapi import SPECS, RecordingTransport, validate_request
+from tests.support.fake_http import FakeApi, Reply, Request
+from tests.support.openapi import SPECS, RecordingTransport, assert_server_requests_match
 
 SPEC = SPECS / "runpod-rest-v2-openapi.json"
 CASSETTES = Path(__file__).parent / "cassettes"
 #: A made-up key: tests assert it never shows up in errors, reprs or cassettes.
 FAKE_KEY = "rpa_TESTKEY_0123456789abcdefghijklmnop"
-
-
-def runpod_vcr() -> vcr.VCR:
-    """Cassettes replay only (``RUNCTL_RECORD=1`` re-records, in the live tests)."""
-    return vcr.VCR(
-        cassette_library_dir=str(CASSETTES),
-        record_mode="all" if os.environ.get("RUNCTL_RECORD") == "1" else "none",
-        filter_headers=["authorization", "cookie", "set-cookie"],
-        match_on=("method", "scheme", "host", "port", "path", "query"),
-        decode_compressed_response=True,
-    )
 
 
 def config(environ: dict[str, str], tmp_path: Path) -> ProviderConfig:
@@ -82,33 +68,22 @@ _POD_TEMPLATE: dict[str, Any] = {
 }
 
 
-class FakeRunPod:
+class FakeRunPod(FakeApi):
     """Just enough of RunPod REST v2 to launch, read, stop, start and delete pods."""
 
     def __init__(self) -> None:
-        self.server = FakeHttpServer()
+        super().__init__()
         self.pods: dict[str, dict[str, Any]] = {}
         self.status_on_create = "PROVISIONING"
         self.create_then_fail: int | None = None  # status to answer after creating
         self._ids = (f"pod{n:07d}" for n in itertools.count(1))
-        self._overrides: dict[tuple[str, str], Handler] = {}
-        self._route("GET", "/v2/pods", lambda r: Reply.json({"pods": list(self.pods.values())}))
-        self._route("POST", "/v2/pods", self._create)
-        self._route("GET", "/v2/pods/{id}", self._get)
-        self._route("DELETE", "/v2/pods/{id}", self._delete)
-        self._route("POST", "/v2/pods/{id}/action", self._action)
-        self._route("GET", "/v2/pods/{id}/logs", lambda r: Reply(200, b"", {}))
-        self._route("GET", "/v2/catalog/gpus", self._catalog)
-
-    def _route(self, method: str, template: str, handler: Handler) -> None:
-        def dispatch(request: Request) -> Reply:
-            return self._overrides.get((method, template), handler)(request)
-
-        self.server.route(method, template, dispatch)
-
-    def override(self, method: str, template: str, handler: Handler) -> None:
-        """Answer ``method template`` with ``handler`` from now on."""
-        self._overrides[(method, template)] = handler
+        self.route("GET", "/v2/pods", lambda r: Reply.json({"pods": list(self.pods.values())}))
+        self.route("POST", "/v2/pods", self._create)
+        self.route("GET", "/v2/pods/{id}", self._get)
+        self.route("DELETE", "/v2/pods/{id}", self._delete)
+        self.route("POST", "/v2/pods/{id}/action", self._action)
+        self.route("GET", "/v2/pods/{id}/logs", lambda r: Reply(200, b"", {}))
+        self.route("GET", "/v2/catalog/gpus", self._catalog)
 
     def _problem(self, status: int, detail: str) -> Reply:
         title = {400: "Bad Request", 404: "Not Found", 409: "Conflict"}.get(status, "Error")
@@ -177,24 +152,18 @@ class FakeRunPod:
 
     def check_requests_against_spec(self) -> int:
         """Every request the fake received must be one RunPod documents."""
-        for r in self.server.requests:
-            url = f"https://api.runpod.io{r.path}"
-            if r.query:
-                url += "?" + urlencode(r.query, doseq=True)
-            validate_request(SPEC, method=r.method, url=url, body=r.body or None, headers=r.headers)
-        return len(self.server.requests)
+        return assert_server_requests_match(SPEC, self.server.requests)
 
 
 @pytest.fixture
 def fake() -> Iterator[FakeRunPod]:
-    fake = FakeRunPod()
-    with fake.server:
+    with FakeRunPod() as fake:
         yield fake
 
 
 @pytest.fixture
 async def fake_provider(fake: FakeRunPod, tmp_path: Path) -> AsyncIterator[RunPodProvider]:
-    environ = {"RUNPOD_API_KEY": FAKE_KEY, "RUNCTL_RUNPOD_BASE_URL": fake.server.url}
+    environ = {"RUNPOD_API_KEY": FAKE_KEY, "RUNCTL_RUNPOD_BASE_URL": fake.url}
     p = RunPodProvider(
         config(environ, tmp_path),
         retry=RetryPolicy(attempts=4, base=0.001, cap=1.0),

@@ -28,9 +28,10 @@ from runctl.providers.runpod import (
     runpod_price,
     runpod_state,
 )
+from tests.support.cassettes import cassette_vcr
 from tests.support.openapi import RecordingTransport, assert_requests_match
 
-from .conftest import CASSETTES, FAKE_KEY, SPEC, config, runpod_vcr
+from .conftest import CASSETTES, FAKE_KEY, SPEC, config
 
 S = ResourceState
 
@@ -181,7 +182,7 @@ SPEC_LAUNCH = LaunchSpec(
 async def test_lifecycle_from_cassette(
     provider: RunPodProvider, recorder: RecordingTransport
 ) -> None:
-    with runpod_vcr().use_cassette("lifecycle.yaml") as cassette:
+    with cassette_vcr(CASSETTES).use_cassette("lifecycle.yaml") as cassette:
         offers = await provider.offers(OfferQuery())
         assert offers, "the catalog example yields offers"
         cheapest = offers[0]
@@ -229,7 +230,7 @@ async def test_lifecycle_from_cassette(
 
 @pytest.mark.anyio
 async def test_logs_from_cassette(provider: RunPodProvider, recorder: RecordingTransport) -> None:
-    with runpod_vcr().use_cassette("logs.yaml"):
+    with cassette_vcr(CASSETTES).use_cassette("logs.yaml"):
         lines = [line async for line in provider.logs("7h9k2m4n6p")]
     assert lines == ["Model loaded.", "epoch 1 loss 0.42"]
     assert_requests_match(SPEC, recorder.requests)
@@ -237,7 +238,7 @@ async def test_logs_from_cassette(provider: RunPodProvider, recorder: RecordingT
 
 @pytest.mark.anyio
 async def test_documented_errors_map_to_the_tree(provider: RunPodProvider) -> None:
-    with runpod_vcr().use_cassette("errors.yaml"):
+    with cassette_vcr(CASSETTES).use_cassette("errors.yaml"):
         with pytest.raises(AuthenticationError) as auth:
             await provider.list()
         with pytest.raises(NotFoundError) as missing:
@@ -261,7 +262,7 @@ def test_cassettes_hold_no_credentials() -> None:
 @pytest.mark.anyio
 async def test_spot_is_refused_before_anything_is_created(provider: RunPodProvider) -> None:
     spec = LaunchSpec(command=["true"], image="x", instance_type="SECURE:A", spot=True)
-    with runpod_vcr().use_cassette("lifecycle.yaml", allow_playback_repeats=True):
+    with cassette_vcr(CASSETTES).use_cassette("lifecycle.yaml", allow_playback_repeats=True):
         with pytest.raises(UnsupportedOperationError, match="interruptible"):
             await provider.launch(spec)
 
@@ -269,7 +270,7 @@ async def test_spot_is_refused_before_anything_is_created(provider: RunPodProvid
 @pytest.mark.anyio
 async def test_a_pod_needs_an_image(provider: RunPodProvider) -> None:
     spec = LaunchSpec(command=["true"], instance_type="SECURE:A")
-    with runpod_vcr().use_cassette("lifecycle.yaml", allow_playback_repeats=True):
+    with cassette_vcr(CASSETTES).use_cassette("lifecycle.yaml", allow_playback_repeats=True):
         with pytest.raises(ValidationError, match="image"):
             await provider.launch(spec)
 

@@ -6,7 +6,6 @@ filtered); review it (pod env, ids) before committing.
 
 from __future__ import annotations
 
-import contextlib
 import os
 from pathlib import Path
 
@@ -15,8 +14,9 @@ import pytest
 from runctl.config import ProviderConfig
 from runctl.models import LaunchSpec, OfferQuery
 from runctl.providers.runpod import RunPodProvider
+from tests.support.cassettes import record_to
 
-from .conftest import runpod_vcr
+from .conftest import CASSETTES
 
 pytestmark = [
     pytest.mark.live,
@@ -29,12 +29,7 @@ async def test_live_lifecycle(tmp_path: Path) -> None:
     provider = RunPodProvider(
         ProviderConfig(name="runpod", home=tmp_path, environ=dict(os.environ))
     )
-    recording = (
-        runpod_vcr().use_cassette("live-lifecycle.yaml")
-        if os.environ.get("RUNCTL_RECORD") == "1"
-        else contextlib.nullcontext()
-    )
-    with recording:
+    with record_to(CASSETTES, "live-lifecycle.yaml"):
         offers = [o for o in await provider.offers(OfferQuery(count=1)) if o.available]
         assert offers, "RunPod offers nothing available right now"
         spec = LaunchSpec(

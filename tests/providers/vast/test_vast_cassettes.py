@@ -11,26 +11,17 @@ import os
 from pathlib import Path
 
 import pytest
-import vcr
 
 from runctl.config import ProviderConfig
 from runctl.models import TAG_LAUNCH_ID, LaunchSpec, OfferQuery, ResourceState
 from runctl.providers.vast import VastProvider
+from tests.support.cassettes import cassette_vcr, record_to, recording
 from tests.support.openapi import SPECS, RecordingTransport, assert_requests_match
 
 CASSETTES = Path(__file__).parent / "cassettes"
 SPEC = SPECS / "vastai-openapi.yaml"
 S = ResourceState
 
-
-def _vcr(record_mode: str) -> vcr.VCR:
-    return vcr.VCR(
-        cassette_library_dir=str(CASSETTES),
-        record_mode=record_mode,
-        filter_headers=["authorization", "cookie", "set-cookie"],
-        match_on=["method", "scheme", "host", "port", "path", "query"],
-        decode_compressed_response=True,
-    )
 
 
 async def _lifecycle(provider: VastProvider, launch_id: str) -> None:
@@ -60,7 +51,7 @@ async def test_lifecycle_replays_and_every_request_matches_the_spec() -> None:
                             environ={"VAST_API_KEY": "cassette-key-not-real"})
     transport = RecordingTransport()
     provider = VastProvider(config, transport=transport)
-    with _vcr("none").use_cassette("lifecycle.yaml") as cassette:
+    with cassette_vcr(CASSETTES).use_cassette("lifecycle.yaml") as cassette:
         await _lifecycle(provider, "cassette1")
         await provider.aclose()
         assert cassette.all_played
@@ -76,7 +67,7 @@ async def test_replayed_lifecycle_reports_the_documented_states() -> None:
     config = ProviderConfig(name="vast", home=Path("/nonexistent"),
                             environ={"VAST_API_KEY": "cassette-key-not-real"})
     provider = VastProvider(config)
-    with _vcr("none").use_cassette("lifecycle.yaml"):
+    with cassette_vcr(CASSETTES).use_cassette("lifecycle.yaml"):
         offer = (await provider.offers(OfferQuery(spot=False)))[0]
         assert offer.instance_type == "12345678" and offer.gpu_count == 4
         assert offer.vcpus == 32 and offer.memory_gb == 64 and offer.region == "California, US"
@@ -106,9 +97,7 @@ async def test_live_lifecycle(anyio_backend: str) -> None:
         pytest.skip("one live run is enough")
     config = ProviderConfig(name="vast", home=Path("/nonexistent"), environ=dict(os.environ))
     provider = VastProvider(config)
-    if os.environ.get("RUNCTL_RECORD") == "1":
-        with _vcr("all").use_cassette("lifecycle.yaml"):
-            await _lifecycle(provider, "cassette1")
-    else:
-        await _lifecycle(provider, "live" + os.urandom(4).hex())
+    launch_id = "cassette1" if recording() else "live" + os.urandom(4).hex()
+    with record_to(CASSETTES, "lifecycle.yaml"):
+        await _lifecycle(provider, launch_id)
     await provider.aclose()

@@ -24,6 +24,7 @@ from runctl.http import RetryPolicy
 from runctl.models import TAG_LAUNCH_ID, LaunchSpec, OfferQuery, ResourceState
 from runctl.providers.vast import VastProvider
 from tests.support.fake_http import Fault
+from tests.support.fake_sleep import Sleeps
 
 from .fake_vast import FakeVast
 
@@ -35,17 +36,6 @@ def vast() -> Iterator[FakeVast]:
     with FakeVast() as fake:
         yield fake
 
-
-class Sleeps:
-    """Records every wait the provider asks for, and waits only a moment."""
-
-    def __init__(self, cap: float = 0.05) -> None:
-        self.calls: list[float] = []
-        self.cap = cap
-
-    async def __call__(self, seconds: float) -> None:
-        self.calls.append(seconds)
-        await anyio.sleep(min(seconds, self.cap))
 
 
 def make(fake: FakeVast, sleeps: Sleeps | None = None, *, read_timeout: float = 5.0) -> VastProvider:
