@@ -448,13 +448,21 @@ class HttpApi:
     async def stream_lines(
         self, path: str, *, params: Mapping[str, Any] | None = None
     ) -> AsyncIterator[str]:
-        """Stream a text response line by line (for log endpoints)."""
-        async with self._client.stream("GET", path, params=params) as response:
-            if response.status_code >= 400:
-                await response.aread()
-                raise self.error_for(response)
-            async for line in response.aiter_lines():
-                yield line
+        """Stream a text response line by line (for log endpoints).
+
+        Not retried: a broken stream raises :class:`~runctl.errors.ProviderConnectionError`
+        (:class:`~runctl.errors.ProviderTimeoutError` for a quiet one) and the caller
+        decides whether to reconnect from where it was.
+        """
+        try:
+            async with self._client.stream("GET", path, params=params) as response:
+                if response.status_code >= 400:
+                    await response.aread()
+                    raise self.error_for(response)
+                async for line in response.aiter_lines():
+                    yield line
+        except httpx.TransportError as e:
+            raise self._transport_error("GET", path, e, maybe_applied=False) from e
 
 
 def _error_message(body: str) -> str | None:

@@ -673,7 +673,6 @@ class RunPodProvider(RestProviderBase):
 
     async def _logs(self, resource_id: str, *, follow: bool) -> AsyncIterator[str]:
         import anyio
-        import httpx
 
         started = datetime.now(timezone.utc)
         params: dict[str, Any] = {"source": "container", "tail": 100 if follow else 5000}
@@ -712,10 +711,10 @@ class RunPodProvider(RestProviderBase):
                     if not follow and ts and _after(ts, started):
                         return
                     yield text
-            except httpx.TransportError as e:
+            except ProviderConnectionError as e:
                 if not follow:
                     raise ProviderConnectionError(
-                        f"log stream of {resource_id} broke ({type(e).__name__})", provider=NAME
+                        f"log stream of {resource_id} broke ({e.message})", provider=NAME
                     ) from e
                 # A quiet stream times out; reconnect from the last line seen.
                 continue

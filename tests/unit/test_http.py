@@ -203,3 +203,10 @@ def test_base_url_accepts_https_and_loopback_http(url):
 def test_base_url_refuses_plain_http_off_loopback(url):
     with pytest.raises(ConfigurationError, match="acme"):
         check_base_url("acme", url)
+
+
+async def test_a_broken_log_stream_is_a_connection_error_not_an_httpx_error():
+    script = Script(httpx.ReadTimeout("quiet"))
+    with pytest.raises(ProviderTimeoutError):
+        async for _ in api(script).stream_lines("/logs"):
+            pass
