@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -226,15 +227,35 @@ def cmd_launch(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Launch, stream the logs, wait for the end, terminate, and report the cost."""
+    from .errors import WaitTimeoutError
+
     spec = _spec_from(args)
     with _client() as rc:
+        name = spec.provider or rc.settings.default_provider
+        caps = rc.provider(name).capabilities
+        if not caps.exit_code and args.timeout is None:
+            # Checked before launching: without it the run would bill until someone noticed.
+            from .errors import ValidationError
+
+            raise ValidationError(
+                "--timeout",
+                f"{name} cannot tell when the command ends, so `runctl run` would never "
+                "finish; give --timeout SECONDS to tear the machine down then",
+                allowed="a number of seconds; or use `runctl launch` and `runctl terminate`",
+            )
         with rc.launch(spec) as res:
             print(f"runctl: launched {res.id} on {res.provider}", file=sys.stderr)
             rc.wait(res, until="running", timeout=args.start_timeout)
-            if rc.provider(res.provider).capabilities.logs:
-                for line in rc.logs(res, follow=True):
+            deadline = None if args.timeout is None else time.monotonic() + args.timeout
+            if caps.logs:
+                for line in rc.logs(res, follow=True, timeout=args.timeout):
                     print(line, flush=True)
-            done = rc.wait(res, until="finished", timeout=args.timeout)
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                done = rc.wait(res, until="finished", timeout=left)
+            except WaitTimeoutError as e:
+                done = e.resource
+                print(f"runctl: --timeout {args.timeout:g} s reached; terminating", file=sys.stderr)
         final = rc.get(res)
         cost = rc.cost(final)
     took = ""
@@ -250,6 +271,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         _print_json({"resource": final, "cost": cost})
     if done.exit_code is not None:
         return done.exit_code
+    if not done.is_terminal:
+        return 124  # ended by --timeout, like timeout(1)
     return 0 if done.state.value == "succeeded" else 1
 
 

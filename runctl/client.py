@@ -18,6 +18,7 @@ import inspect
 import logging
 import math
 import threading
+import time
 from collections.abc import (
     AsyncIterator,
     Awaitable,
@@ -829,9 +830,20 @@ class Client:
         return self._call(self._async.cleanup, dry_run=dry_run, providers=providers)
 
     def logs(
-        self, resource: ResourceRef, *, follow: bool = False, provider: str | None = None
+        self,
+        resource: ResourceRef,
+        *,
+        follow: bool = False,
+        provider: str | None = None,
+        timeout: float | None = None,
     ) -> Iterator[str]:
-        """See :meth:`AsyncClient.logs`; lines arrive as they are read."""
+        """See :meth:`AsyncClient.logs`; lines arrive as they are read.
+
+        Args:
+            timeout: stop following after this many seconds (the sync counterpart of
+                wrapping the async iteration in ``anyio.move_on_after``).
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
         lines: ObjectStream[str] = self._call(_open_line_stream)
         send, receive = lines
 
@@ -842,9 +854,14 @@ class Client:
 
         async def batch() -> list[str]:
             # One thread hop per batch of ready lines, not per line.
-            try:
-                got = [await receive.receive()]
-            except anyio.EndOfStream:
+            left = math.inf if deadline is None else deadline - time.monotonic()
+            got: list[str] = []
+            with anyio.move_on_after(left):  # cancelling a stream receive loses nothing
+                try:
+                    got.append(await receive.receive())
+                except anyio.EndOfStream:
+                    return []
+            if not got:
                 return []
             while len(got) < 1000:
                 try:
@@ -860,7 +877,8 @@ class Client:
                 if not got:
                     break
                 yield from got
-            pumping.result()  # re-raise what the provider raised, if anything
+            if pumping.done():
+                pumping.result()  # re-raise what the provider raised, if anything
         finally:
             if not pumping.done():
                 pumping.cancel()

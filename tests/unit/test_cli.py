@@ -64,3 +64,18 @@ def test_bad_input_is_a_clear_error(args, message):
     assert out.returncode in (1, 2)
     assert message in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_run_timeout_terminates_and_exits_124():
+    out = run("run", "--timeout", "1", "--", sys.executable, "-c",
+              "import time; print('start', flush=True); time.sleep(60)", check=False)
+    assert out.returncode == 124
+    assert "--timeout 1 s reached; terminating" in out.stderr
+    assert json.loads(run("ls", "--json").stdout) == []
+
+
+def test_run_refuses_a_provider_that_cannot_report_the_end_without_a_timeout(monkeypatch):
+    monkeypatch.setenv("LAMBDA_API_KEY", "test-key-not-used-0000")
+    out = run("run", "--provider", "lambda", "--", "python3", "train.py", check=False)
+    assert out.returncode == 1
+    assert "--timeout: lambda cannot tell when the command ends" in out.stderr
