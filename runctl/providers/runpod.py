@@ -27,13 +27,13 @@ Capabilities
     ttl               no     RunPod does not enforce one; the TTL is recorded as a tag
     idempotent_launch yes    pods carry the launch id; a retried launch finds them
     tags              yes    RunPod has no labels: tags travel in env ``RUNCTL_TAGS``
-    exit_code         no     the API reports no exit code
+    exit_code         yes    runctl's wrapper prints it; ``get`` reads the log's tail
     ================  =====  ==================================================
 
 How runctl maps things
     - A pod runs ``spec.image`` (required, or ``options["template_id"]``) with
-      ``spec.command`` as the container's ``args``; ``spec.env`` becomes the pod's
-      env; ``spec.disk_gb`` its container disk.
+      ``spec.command`` wrapped by runctl (below) as the container's ``args``;
+      ``spec.env`` becomes the pod's env; ``spec.disk_gb`` its container disk.
     - ``instance_type`` of an offer is ``"<CLOUD>:<gpu type id>"``, e.g.
       ``"SECURE:NVIDIA H100 80GB HBM3"``; ``options["cloud"]`` (``SECURE`` or
       ``COMMUNITY``) is used when a bare GPU type id or ``spec.gpu`` is given.
@@ -41,9 +41,22 @@ How runctl maps things
     - runctl's tags (managed-by, launch id, name, TTL and the user's) are stored as
       JSON in the env var ``RUNCTL_TAGS``, and the pod is named
       ``<spec.name>-<launch_id>`` (or ``runctl-<launch_id>``).
-    - When the container's process exits, RunPod reports ``EXITED`` (a stopped
-      pod, still holding its disk). runctl maps it to ``STOPPED``: the pod must be
-      terminated to stop storage charges.
+    - RunPod reports the container, never the command: a container whose command
+      exits is restarted (the command runs again, billing continues) and no exit
+      code is reported. So runctl launches the command inside a small ``sh`` wrapper
+      (:mod:`runctl._workload`) that prints ``[runctl:<launch id>] start``, runs it,
+      prints ``[runctl:<launch id>] exit <N>`` and then keeps the container alive
+      (idle, still billed) until it is stopped or terminated.
+    - ``get`` of a ``RUNNING`` pod reads the last 20 lines of its log (at most once
+      every ``exit_check_interval`` seconds, default 5) for that marker; once found,
+      the pod is SUCCEEDED (exit 0) or FAILED, ``exit_code`` set, ``raw_state``
+      still ``RUNNING``: terminate it to stop the bill. The code is remembered in
+      memory (``list`` shows it, reading no logs); ``start`` forgets it.
+      ``logs(follow=True)`` ends once the command has ended. Markers never show in
+      ``logs``. A log that cannot be read leaves the state as RunPod reports it.
+    - ``EXITED`` (the container was stopped, or the wrapper itself died) is
+      ``STOPPED``: the pod keeps its disk, and must be terminated to stop storage
+      charges.
 
 Prices
     The catalog quotes a list price per GPU-hour for each cloud tier; runctl
@@ -55,6 +68,7 @@ Prices
 from __future__ import annotations
 
 import json
+import logging
 import re
 import shlex
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
@@ -65,6 +79,14 @@ from typing import TYPE_CHECKING, Any, ClassVar, cast
 import attrs
 
 from .._wire import Fields
+from .._workload import (
+    ExitCodes,
+    ended,
+    exit_code_in,
+    parse_marker,
+    shell_argv,
+    wrap_command,
+)
 from ..cost import Money, Price
 from ..errors import (
     CapacityError,
@@ -99,6 +121,7 @@ if TYPE_CHECKING:
 __all__ = ["RUNPOD_STATES", "RunPodGpuType", "RunPodPod", "RunPodProvider", "runpod_state"]
 
 NAME = "runpod"
+logger = logging.getLogger("runctl.providers.runpod")
 #: Env var on the pod that carries runctl's tags as JSON (RunPod pods have no labels).
 TAGS_ENV = "RUNCTL_TAGS"
 CLOUDS = ("SECURE", "COMMUNITY")
@@ -107,6 +130,9 @@ CLOUDS = ("SECURE", "COMMUNITY")
 BILLING_INCREMENT = timedelta(seconds=1)
 #: Container and volume disk, per GB-month (published price; the API does not return it).
 STORAGE_PER_GB_MONTH = Money("0.10", "USD")
+#: Log lines read to look for the wrapper's exit marker (it is the last line once the
+#: command ended: the wrapper prints nothing after it).
+EXIT_TAIL = 20
 
 # --- states -------------------------------------------------------------------------------------
 
@@ -314,6 +340,8 @@ class RunPodProvider(RestProviderBase):
         timeout: HTTP timeouts; default: :class:`runctl.http.HttpApi`'s.
         log_idle_timeout: for ``logs(follow=False)``, seconds without a new line after
             which the backlog is taken to be complete.
+        exit_check_interval: the least time, in seconds, between two reads of one pod's
+            log by :meth:`get` looking for the command's end.
     """
 
     name: ClassVar[str] = NAME
@@ -329,9 +357,13 @@ class RunPodProvider(RestProviderBase):
         retry: RetryPolicy | None = None,
         timeout: httpx.Timeout | None = None,
         log_idle_timeout: float = 2.0,
+        exit_check_interval: float = 5.0,
     ) -> None:
         super().__init__(config, transport=transport, retry=retry, timeout=timeout)
         self._log_idle_timeout = log_idle_timeout
+        self._exits = ExitCodes(every=exit_check_interval)
+        #: Launch ids of the pods seen, to tell this launch's markers in the logs.
+        self._launch_ids: dict[str, str] = {}
 
     @property
     def capabilities(self) -> Capabilities:
@@ -347,7 +379,7 @@ class RunPodProvider(RestProviderBase):
             ttl=False,
             idempotent_launch=True,
             tags=True,
-            exit_code=False,
+            exit_code=True,
         )
 
     def _classify(self, response: httpx.Response, message: str) -> ProviderError | None:
@@ -442,7 +474,10 @@ class RunPodProvider(RestProviderBase):
             detail = f"RunPod reported status {pod.status!r}, which runctl does not know"
         elif state is _S.STOPPED:
             detail = "the container exited or was stopped; terminate the pod to release its disk"
-        return Resource(
+        launch_id = pod.launch_id
+        if launch_id:
+            self._launch_ids[pod.id] = launch_id
+        resource = Resource(
             id=pod.id,
             provider=NAME,
             state=state,
@@ -460,19 +495,56 @@ class RunPodProvider(RestProviderBase):
             address=pod.address,
             detail=detail,
         )
+        code = self._exits.get(pod.id)
+        if code is not None and state is not _S.TERMINATED:
+            # The command ended earlier; the pod (and its bill) stays until terminated.
+            return ended(resource, code)
+        return resource
 
     async def _pods(self) -> list[RunPodPod]:
         data = await self._api().get("/v2/pods")
         return [RunPodPod.from_wire(item) for item in _list_of(data, "pods", "ListPodsResponse")]
 
+    async def _read(self, resource_id: str) -> Resource:
+        """The pod now, with an exit code already known; its log is not read."""
+        data = await self._api().get(f"/v2/pods/{_path_id(resource_id)}")
+        return self._resource(RunPodPod.from_wire(data))
+
     async def get(self, resource_id: str) -> Resource:
-        """The pod as RunPod sees it now.
+        """The pod as RunPod sees it now; SUCCEEDED or FAILED once its command ended.
+
+        For a ``RUNNING`` pod, the last lines of its log are read (at most once every
+        ``exit_check_interval`` seconds) for the exit marker runctl's wrapper prints.
 
         Raises:
             NotFoundError: no such pod (terminated pods disappear).
         """
-        data = await self._api().get(f"/v2/pods/{_path_id(resource_id)}")
-        return self._resource(RunPodPod.from_wire(data))
+        resource = await self._read(resource_id)
+        if (
+            resource.state is _S.RUNNING
+            and resource.launch_id
+            and self._exits.due(resource.id)
+        ):
+            code = await self._exit_code(resource.id, resource.launch_id)
+            self._exits.read(resource.id, code)
+            if code is not None:
+                return ended(resource, code)
+        return resource
+
+    async def _exit_code(self, resource_id: str, launch_id: str) -> int | None:
+        """The exit code in the tail of the pod's log; ``None`` if not there or unreadable."""
+        seen: list[str] = []
+        try:
+            async for line in self._lines(
+                resource_id, follow=False, tail=EXIT_TAIL, idle=min(self._log_idle_timeout, 1.0)
+            ):
+                seen.append(line)
+        except ProviderError as e:
+            # A best-effort look: the pod's state stands without it; the next get looks again.
+            logger.debug("runpod: reading the log of %s for its exit code failed: %s",
+                         resource_id, e)
+            return None
+        return exit_code_in(seen, launch_id)
 
     async def list(self, *, tags: Mapping[str, str] | None = None) -> Sequence[Resource]:
         """Pods runctl launched (they carry its tags), optionally only those with all ``tags``."""
@@ -552,7 +624,10 @@ class RunPodProvider(RestProviderBase):
             "cloud": cloud,
             "gpu": {"id": gpu_id, "count": count},
             "env": env,
-            "args": spec.command[0] if len(spec.command) == 1 else shlex.join(spec.command),
+            # RunPod splits ``args`` into words like a shell (its own examples read
+            # "bash -c '...'"); the wrapper reports the exit code and keeps the container
+            # alive, so RunPod does not restart it and run the command again.
+            "args": shlex.join(shell_argv(wrap_command(spec.command, spec.launch_id))),
         }
         if spec.image:
             body["image"] = spec.image
@@ -620,12 +695,13 @@ class RunPodProvider(RestProviderBase):
         Raises:
             NotFoundError: no such pod.
         """
-        before = await self.get(resource_id)
+        before = await self._read(resource_id)
         try:
             await self._api().delete(f"/v2/pods/{_path_id(resource_id)}")
         except NotFoundError:
             # A retried DELETE whose first answer was lost: the pod is already gone.
             pass
+        self._exits.forget(resource_id)
         return before.evolve(
             state=_S.TERMINATED,
             raw_state="TERMINATED",
@@ -640,7 +716,7 @@ class RunPodProvider(RestProviderBase):
             idempotent=True,
         )
         if data is None:
-            return await self.get(resource_id)
+            return await self._read(resource_id)
         return self._resource(RunPodPod.from_wire(data))
 
     async def stop(self, resource_id: str) -> Resource:
@@ -654,31 +730,91 @@ class RunPodProvider(RestProviderBase):
     async def start(self, resource_id: str) -> Resource:
         """Start a stopped (``EXITED``) or failed (``ERROR``) pod again.
 
+        Its container starts afresh and runs the command again: an exit code known
+        from before is forgotten.
+
         Raises:
             ConflictError: the pod cannot be started in its current status.
         """
+        self._exits.forget(resource_id)
         return await self._action(resource_id, "start")
 
     # --- logs -----------------------------------------------------------------------------------
 
     def logs(self, resource_id: str, *, follow: bool = False) -> AsyncIterator[str]:
-        """The container's output, line by line.
+        """The container's output, line by line, without runctl's marker lines.
 
         RunPod streams logs as Server-Sent Events and never says where the backlog
         ends. Without ``follow``, runctl reads up to 5000 past lines and stops at the
         first line written after the call, or after ``log_idle_timeout`` seconds
-        without a line.
+        without a line. With ``follow``, it ends once the command has ended (the
+        wrapper's exit marker, then ``log_idle_timeout`` seconds without a restart).
         """
         return self._logs(resource_id, follow=follow)
+
+    async def _launch_id(self, resource_id: str) -> str | None:
+        known = self._launch_ids.get(resource_id)
+        if known is None:
+            try:
+                known = (await self._read(resource_id)).launch_id
+            except ProviderError:
+                return None  # the stream will say what is wrong, if anything
+        return known
 
     async def _logs(self, resource_id: str, *, follow: bool) -> AsyncIterator[str]:
         import anyio
 
+        # Following needs the launch id to end with the command; one pod read is cheap.
+        launch_id = (
+            await self._launch_id(resource_id) if follow else self._launch_ids.get(resource_id)
+        )
+        lines = cast(
+            "AsyncGenerator[str, None]",
+            self._lines(
+                resource_id, follow=follow, tail=100 if follow else 5000,
+                idle=self._log_idle_timeout,
+            ),
+        )
+        code: int | None = None  # the exit code in the last marker of this launch
+        try:
+            while True:
+                if code is not None and follow:
+                    # The command ended: stop unless the container restarts meanwhile.
+                    line = None
+                    with anyio.move_on_after(self._log_idle_timeout):
+                        line = await anext(lines, None)
+                    if line is None:
+                        break
+                else:
+                    line = await anext(lines, None)
+                    if line is None:
+                        break
+                marker = parse_marker(line)
+                if marker is None:
+                    yield line
+                elif marker.launch_id == launch_id:
+                    code = marker.exit_code
+        finally:
+            await lines.aclose()
+        if code is not None:
+            self._exits.read(resource_id, code)
+
+    async def _lines(
+        self, resource_id: str, *, follow: bool, tail: int, idle: float
+    ) -> AsyncIterator[str]:
+        """The log as RunPod streams it, markers included.
+
+        Without ``follow``: at most ``tail`` past lines, ending at the first line
+        written after the call or after ``idle`` seconds without a line.
+        """
+        import anyio
+
         started = datetime.now(timezone.utc)
-        params: dict[str, Any] = {"source": "container", "tail": 100 if follow else 5000}
+        params: dict[str, Any] = {"source": "container", "tail": tail}
         path = f"/v2/pods/{_path_id(resource_id)}/logs"
         last_ts: str | None = None
         seen_ids: set[str] = set()
+        count = 0
         while True:
             if last_ts is not None:
                 params = {"source": "container", "since": last_ts}
@@ -690,7 +826,7 @@ class RunPodProvider(RestProviderBase):
                         line = await anext(lines, None)
                     else:
                         line = None
-                        with anyio.move_on_after(self._log_idle_timeout):
+                        with anyio.move_on_after(idle):
                             line = await anext(lines, None)
                     if line is None:
                         break
@@ -711,6 +847,9 @@ class RunPodProvider(RestProviderBase):
                     if not follow and ts and _after(ts, started):
                         return
                     yield text
+                    count += 1
+                    if not follow and count >= tail:
+                        return  # the whole backlog asked for
             except ProviderConnectionError as e:
                 if not follow:
                     raise ProviderConnectionError(

@@ -31,7 +31,7 @@ ssh                yes    ``ssh_public_key`` is attached with ``POST /api/v0/ins
 ttl                no     the core's lifecycle enforces TTL; Vast has no TTL of its own
 idempotent_launch  yes    the instance ``label`` carries the launch id; launch looks before creating
 tags               yes    all runctl tags are encoded in the ``label`` (at most 1024 characters)
-exit_code          no     Vast reports ``exited``, never the exit code
+exit_code          yes    runctl's wrapper prints it; ``get`` reads the log's tail (throttled)
 =================  =====  =====================================================================
 
 How a launch maps to Vast
@@ -39,13 +39,26 @@ How a launch maps to Vast
       ``spec.gpu_count``, ``spec.spot``); ``spec.offer.instance_type`` or
       ``spec.instance_type`` is a Vast offer (ask) id.
     * ``spec.image`` is the container image (default ``vastai/base-image:@vastai-automatic-tag``).
-    * Without an SSH key the container runs ``spec.command`` as its arguments
-      (``runtype="args"``): when the command ends, the container exits and Vast
-      reports ``exited``, which runctl maps to FAILED with a detail saying that the
-      exit code is not known (Vast documents ``exited`` as "exited unexpectedly").
-      With ``spec.ssh_public_key`` the container runs sshd (``runtype="ssh"``) and the
-      command as ``onstart`` (at most 4048 characters); the instance then keeps
-      running after the command ends, until terminated.
+    * Vast reports the container, never the command's exit code. So runctl runs
+      ``spec.command`` inside a small ``sh`` wrapper (:mod:`runctl._workload`) that
+      prints ``[runctl:<launch id>] start``, runs it, prints
+      ``[runctl:<launch id>] exit <N>``. Without an SSH key the wrapper is the
+      container's arguments (``runtype="args"``) and then keeps the container
+      ``running`` (idle, still billed) until it is terminated. With
+      ``spec.ssh_public_key`` the container runs sshd (``runtype="ssh"``), the
+      wrapper is the ``onstart`` script (at most 4048 characters, ``spec.workdir``
+      honoured) and ends after the marker; the instance runs until terminated.
+    * ``get`` of a ``running`` or ``exited`` instance reads the last 20 lines of its
+      log for the marker. Each read is a log upload requested from Vast and then
+      downloaded, so it is done at most once every ``exit_check_interval`` seconds
+      (default 30) per instance, and given up (state unchanged) when the upload is
+      not there after three tries a second apart. Found: SUCCEEDED (exit 0) or
+      FAILED, ``exit_code`` set, ``raw_state`` kept; terminate it to stop the bill.
+      The code is remembered in memory (``list`` shows it, reading no logs);
+      ``start`` forgets it. ``exited`` without a marker (the container died before
+      the wrapper could print) is FAILED, the exit code unknown. Markers never show
+      in ``logs``. Whether onstart's output reaches Vast's log in SSH mode is not
+      documented by Vast; if it does not, such instances stay RUNNING.
     * ``spec.env`` becomes Docker ``-e`` flags; ``spec.disk_gb`` the disk (default 16 GB).
     * ``spec.spot`` rents interruptibly at ``options["bid_price"]`` (USD/hour for the
       whole machine) or the offer's minimum bid. An outbid instance is *stopped*
@@ -61,9 +74,10 @@ Prices
 
 from __future__ import annotations
 
+import logging
 import re
 import shlex
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -72,6 +86,7 @@ from urllib.parse import parse_qsl, urlencode
 import attrs
 
 from .._wire import Fields, malformed
+from .._workload import ExitCodes, ended, exit_code_in, is_marker, shell_argv, wrap_command
 from ..cost import Money, Price
 from ..errors import (
     AuthenticationError,
@@ -100,6 +115,9 @@ from ..provider import RestProviderBase
 if TYPE_CHECKING:
     import httpx
 
+    from ..config import ProviderConfig
+    from ..http import RetryPolicy
+
 __all__ = [
     "CAPABILITIES",
     "DEFAULT_BASE_URL",
@@ -112,6 +130,8 @@ __all__ = [
     "state_of",
 ]
 
+logger = logging.getLogger("runctl.providers.vast")
+
 DEFAULT_BASE_URL = "https://console.vast.ai"
 DEFAULT_IMAGE = "vastai/base-image:@vastai-automatic-tag"
 DEFAULT_DISK_GB = 16
@@ -123,6 +143,14 @@ _SEARCH_LIMIT = 256
 #: After a create whose answer was lost, how often to look for the instance, and how long apart.
 _RECONCILE_TRIES = 3
 _RECONCILE_WAIT = 2.0
+#: Reading an instance's log to see whether its command ended: Vast uploads a snapshot
+#: on request, so each look costs a request and a download. get() looks at most once
+#: per ``exit_check_interval`` (default below) per instance, at the last lines only,
+#: and waits for the upload a few seconds at most.
+EXIT_CHECK_INTERVAL = 30.0
+_EXIT_TAIL = 20
+_EXIT_DOWNLOAD_TRIES = 3
+_EXIT_DOWNLOAD_WAIT = 1.0
 
 CAPABILITIES = Capabilities(
     live_offers=True,
@@ -135,7 +163,7 @@ CAPABILITIES = Capabilities(
     ttl=False,
     idempotent_launch=True,
     tags=True,
-    exit_code=False,
+    exit_code=True,
 )
 
 _S = ResourceState
@@ -149,7 +177,7 @@ RAW_STATES: Mapping[str | None, ResourceState] = {
     "running": _S.RUNNING,  # GPU charges apply
     "stopped": _S.STOPPED,  # halted, disk charges only (also: an outbid interruptible)
     "frozen": _S.STOPPED,  # paused with memory; GPU charges apply
-    "exited": _S.FAILED,  # the container's process exited; no exit code is reported
+    "exited": _S.FAILED,  # the container's process exited; Vast reports no exit code
     "rebooting": _S.PROVISIONING,  # restarting (transient)
     "unknown": _S.UNKNOWN,  # no recent heartbeat from the host
     "offline": _S.UNKNOWN,  # host disconnected from Vast's servers; may come back
@@ -157,7 +185,8 @@ RAW_STATES: Mapping[str | None, ResourceState] = {
 
 _DETAILS: Mapping[str, str] = {
     "frozen": "frozen (paused with memory; GPU charges continue)",
-    "exited": "container exited; Vast does not report the exit code (see logs)",
+    "exited": "the container exited before runctl's wrapper reported the command's exit "
+    "code; the exit code is unknown (see logs)",
     "unknown": "no recent heartbeat from the host",
     "offline": "the host is disconnected from Vast",
 }
@@ -376,6 +405,8 @@ class VastProvider(RestProviderBase):
         retry: the HTTP retry policy (tests); default: :class:`runctl.http.RetryPolicy`.
         sleep: the async sleep used between retries and reconciliation looks (tests).
         timeout: HTTP timeouts; default connect 10 s, everything else 30 s.
+        exit_check_interval: the least time, in seconds, between two reads of one
+            instance's log by :meth:`get` looking for the command's end.
     """
 
     name: ClassVar[str] = "vast"
@@ -387,6 +418,21 @@ class VastProvider(RestProviderBase):
         "~/.vast_api_key",
     )
     api_key_hint: ClassVar[str] = "set VAST_API_KEY or run `vastai set api-key <KEY>`"
+
+    def __init__(
+        self,
+        config: ProviderConfig,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: httpx.Timeout | None = None,
+        sleep: Callable[[float], Awaitable[None]] | None = None,
+        exit_check_interval: float = EXIT_CHECK_INTERVAL,
+    ) -> None:
+        super().__init__(config, transport=transport, retry=retry, timeout=timeout, sleep=sleep)
+        self._exits = ExitCodes(every=exit_check_interval)
+        #: Launch ids of the instances seen, to tell this launch's markers in the logs.
+        self._launch_ids: dict[str, str] = {}
 
     @property
     def capabilities(self) -> Capabilities:
@@ -535,7 +581,10 @@ class VastProvider(RestProviderBase):
         started = (
             datetime.fromtimestamp(inst.start_date, timezone.utc) if inst.start_date else None
         )
-        return Resource(
+        launch_id = tags.get(TAG_LAUNCH_ID)
+        if launch_id:
+            self._launch_ids[str(inst.id)] = launch_id
+        resource = Resource(
             id=str(inst.id),
             provider=self.name,
             state=state,
@@ -553,6 +602,11 @@ class VastProvider(RestProviderBase):
             observed_at=now,
             detail=detail or inst.status_msg,
         )
+        code = self._exits.get(resource.id)
+        if code is not None:
+            # The command ended earlier; the instance (and its bill) stays until destroyed.
+            return ended(resource, code)
+        return resource
 
     def _instance_id(self, resource_id: str) -> int:
         try:
@@ -574,13 +628,46 @@ class VastProvider(RestProviderBase):
             raise NotFoundError(f"instance {iid} not found", provider=self.name)
         return VastInstance.from_json(inst)
 
+    async def _read(self, resource_id: str) -> Resource:
+        """The instance now, with an exit code already known; its log is not read."""
+        return self._resource(await self._instance(resource_id))
+
     async def get(self, resource_id: str) -> Resource:
-        """The instance now.
+        """The instance now; SUCCEEDED or FAILED once its command ended.
+
+        For a ``running`` or ``exited`` instance, the last lines of its log are read
+        (at most once every ``exit_check_interval`` seconds) for the exit marker
+        runctl's wrapper prints. ``exited`` without one stays FAILED, exit code unknown.
 
         Raises:
             NotFoundError: no such instance (or it was destroyed).
         """
-        return self._resource(await self._instance(resource_id))
+        inst = await self._instance(resource_id)
+        resource = self._resource(inst)
+        looks = (inst.actual_status == "running" and resource.state is _S.RUNNING) or (
+            inst.actual_status == "exited" and resource.state is _S.FAILED
+        )
+        if looks and resource.launch_id and self._exits.due(resource.id):
+            lines = await self._exit_lines(inst.id)
+            code = None if lines is None else exit_code_in(lines, resource.launch_id)
+            # An exited container's log is complete: one successful read settles it.
+            final = lines is not None and inst.actual_status == "exited"
+            self._exits.read(resource.id, code, final=final)
+            if code is not None:
+                return ended(resource, code)
+        return resource
+
+    async def _exit_lines(self, iid: int) -> tuple[str, ...] | None:
+        """The last lines of the log, or ``None`` when they could not be had quickly."""
+        try:
+            return await self._log_lines(
+                iid, tail=_EXIT_TAIL, tries=_EXIT_DOWNLOAD_TRIES,
+                wait=lambda attempt: _EXIT_DOWNLOAD_WAIT,
+            )
+        except ProviderError as e:
+            # A best-effort look: the state stands without it; a later get looks again.
+            logger.debug("vast: reading the log of %s for its exit code failed: %s", iid, e)
+            return None
 
     async def _all_instances(self) -> list[VastInstance]:
         api = self._api()
@@ -662,9 +749,10 @@ class VastProvider(RestProviderBase):
         if spec.env:
             body["env"] = " ".join(f"-e {k}={shlex.quote(v)}" for k, v in spec.env.items())
         if spec.ssh_public_key:
-            onstart = shlex.join(spec.command) if len(spec.command) > 1 else spec.command[0]
-            if spec.workdir:
-                onstart = f"cd {shlex.quote(spec.workdir)} && {onstart}"
+            # sshd keeps this container up: the wrapper need not, so it ends after the marker.
+            onstart = wrap_command(
+                spec.command, spec.launch_id, workdir=spec.workdir, keep_alive=":"
+            )
             if len(onstart) > _ONSTART_MAX:
                 raise ValidationError("command", f"{len(onstart)} characters as Vast onstart",
                                       allowed=f"at most {_ONSTART_MAX} characters")
@@ -672,7 +760,9 @@ class VastProvider(RestProviderBase):
             body["onstart"] = onstart
         else:
             body["runtype"] = "args"
-            body["args"] = list(spec.command)
+            # The wrapper reports the exit code and keeps the container up (``running``),
+            # rather than letting it end as ``exited``, which tells nothing.
+            body["args"] = shell_argv(wrap_command(spec.command, spec.launch_id))
         bid: Decimal | None = None
         if spec.spot or offer.spot:
             raw = spec.options.get("bid_price")
@@ -733,7 +823,7 @@ class VastProvider(RestProviderBase):
         if bid is not None:
             price = attrs.evolve(price, per_hour=Money(bid, "USD"), spot=True)
         try:
-            resource = await self.get(new_id)
+            resource = await self._read(new_id)
         except NotFoundError:
             resource = Resource(id=new_id, provider=self.name, state=_S.PENDING, raw_state="null",
                                 tags=spec.runctl_tags, name=spec.name)
@@ -760,14 +850,19 @@ class VastProvider(RestProviderBase):
     async def _set_state(self, resource_id: str, state: str) -> Resource:
         iid = self._instance_id(resource_id)
         await self._api().put(f"/api/v0/instances/{iid}", json_body={"state": state})
-        return await self.get(resource_id)
+        return await self._read(resource_id)
 
     async def stop(self, resource_id: str) -> Resource:
         """Stop the instance; its disk is kept (and billed)."""
         return await self._set_state(resource_id, "stopped")
 
     async def start(self, resource_id: str) -> Resource:
-        """Start a stopped instance (it may wait for its host's GPUs to be free)."""
+        """Start a stopped instance (it may wait for its host's GPUs to be free).
+
+        Its container starts afresh and runs the command again: an exit code known
+        from before is forgotten.
+        """
+        self._exits.forget(resource_id)
         return await self._set_state(resource_id, "running")
 
     async def terminate(self, resource_id: str) -> Resource:
@@ -778,7 +873,7 @@ class VastProvider(RestProviderBase):
         """
         iid = self._instance_id(resource_id)
         try:
-            before = await self.get(resource_id)
+            before = await self._read(resource_id)
         except NotFoundError:
             return Resource(id=str(iid), provider=self.name, state=_S.TERMINATED,
                             raw_state="destroyed", detail="not known to Vast (destroyed)")
@@ -787,8 +882,9 @@ class VastProvider(RestProviderBase):
         except NotFoundError:
             pass  # gone meanwhile: what was asked
         try:
-            after = await self.get(resource_id)
+            after = await self._read(resource_id)
         except NotFoundError:
+            self._exits.forget(resource_id)
             return before.evolve(state=_S.TERMINATED, raw_state="destroyed", ended_at=_utcnow(),
                                  observed_at=_utcnow(), detail=None)
         if after.state is not _S.TERMINATED:
@@ -800,38 +896,58 @@ class VastProvider(RestProviderBase):
     async def logs(self, resource_id: str, *, follow: bool = False) -> AsyncIterator[str]:
         """The container's log as Vast last uploaded it (up to 10000 lines).
 
+        runctl's marker lines are left out.
+
         Raises:
             UnsupportedOperationError: ``follow=True`` (Vast uploads snapshots only).
         """
         if follow:
             raise UnsupportedOperationError(self.name, "follow logs",
                                             "Vast uploads a snapshot; call logs() again")
+        iid = self._instance_id(resource_id)
+        lines = await self._log_lines(
+            iid, tail=10000, tries=10, wait=lambda attempt: min(2.0 * (attempt + 1), 10.0)
+        )
+        launch_id = self._launch_ids.get(resource_id)
+        if launch_id is not None:
+            code = exit_code_in(lines, launch_id)
+            if code is not None:
+                self._exits.read(resource_id, code)
+        for line in lines:
+            if not is_marker(line):
+                yield line
+
+    async def _log_lines(
+        self, iid: int, *, tail: int, tries: int, wait: Callable[[int], float]
+    ) -> tuple[str, ...]:
+        """The last ``tail`` lines of the log, markers included: ask Vast, then download.
+
+        The log is uploaded asynchronously; its URL answers 403/404 until it is there,
+        so the download is tried ``tries`` times, ``wait(attempt)`` seconds apart.
+        """
         import httpx
 
         from ..http import check_base_url
 
-        iid = self._instance_id(resource_id)
         data = await self._api().put(
-            f"/api/v0/instances/request_logs/{iid}", json_body={"tail": "10000"}
+            f"/api/v0/instances/request_logs/{iid}", json_body={"tail": str(tail)}
         )
         url = data.get("result_url") if isinstance(data, Mapping) else None
         if not isinstance(url, str) or not url:
             raise malformed(self.name, f"PUT /api/v0/instances/request_logs/{iid}: no 'result_url'")
         url = check_base_url(self.name, url)
-        # The log is uploaded asynchronously; the URL answers 403/404 until it is there.
         # A separate client: the Vast API key must never be sent to the storage host.
         async with httpx.AsyncClient(transport=self._transport, timeout=30.0) as client:
-            for attempt in range(10):
+            for attempt in range(tries):
                 try:
                     response = await client.get(url)
                 except httpx.TransportError as e:
                     raise ProviderConnectionError(f"log download failed ({type(e).__name__})",
                                                   provider=self.name) from e
                 if response.status_code < 400:
-                    for line in response.text.splitlines():
-                        yield line
-                    return
-                if response.status_code not in (403, 404) or attempt == 9:
+                    return tuple(response.text.splitlines())
+                if response.status_code not in (403, 404) or attempt == tries - 1:
                     raise ProviderError("log download failed", provider=self.name,
                                         status=response.status_code)
-                await self._sleep(min(2.0 * (attempt + 1), 10.0))
+                await self._sleep(wait(attempt))
+        raise AssertionError("unreachable")  # pragma: no cover

@@ -82,7 +82,9 @@ class FakeRunPod(FakeApi):
         self.route("GET", "/v2/pods/{id}", self._get)
         self.route("DELETE", "/v2/pods/{id}", self._delete)
         self.route("POST", "/v2/pods/{id}/action", self._action)
-        self.route("GET", "/v2/pods/{id}/logs", lambda r: Reply(200, b"", {}))
+        #: What each pod's container printed, line by line (served as Server-Sent Events).
+        self.logs: dict[str, list[str]] = {}
+        self.route("GET", "/v2/pods/{id}/logs", self._logs)
         self.route("GET", "/v2/catalog/gpus", self._catalog)
 
     def _problem(self, status: int, detail: str) -> Reply:
@@ -130,6 +132,21 @@ class FakeRunPod(FakeApi):
         pod["status"] = {"stop": "EXITED", "start": "RUNNING", "restart": "RUNNING"}[action]
         pod["actions"] = ["start", "terminate"] if action == "stop" else ["stop", "terminate"]
         return Reply.json(pod)
+
+    def _logs(self, request: Request) -> Reply:
+        """The backlog (``tail`` lines, default 100), then the stream ends (the client reconnects)."""
+        lines = self.logs.get(request.path_params["id"], [])
+        tail = int(request.query.get("tail", ["100"])[0])
+        numbered = list(enumerate(lines, start=1))[-tail:] if tail else []
+        body = ""
+        for n, line in numbered:
+            ts = f"2026-01-01T00:{n // 60:02d}:{n % 60:02d}Z"
+            data = json.dumps({"ts": ts, "source": "container", "line": line})
+            body += f"id: {ts}/{n}\ndata: {data}\n\n"
+        return Reply(200, body.encode(), {"Content-Type": "text/event-stream"})
+
+    def log_requests(self) -> int:
+        return sum(1 for r in self.server.requests if r.path.endswith("/logs"))
 
     def _catalog(self, request: Request) -> Reply:
         return Reply.json(

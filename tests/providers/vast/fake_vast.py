@@ -38,6 +38,8 @@ class FakeVast(FakeApi):
         self.taken: set[int] = set()
         #: When set, GET /api/v0/instances/{id} answers exactly these bytes.
         self.raw_show: bytes | None = None
+        #: What an instance's container printed, line by line (default: two epoch lines).
+        self.logs: dict[int, list[str]] = {}
         self._ids = itertools.count(1234568)
         self.route("POST", "/api/v0/bundles", self._search)
         self.route("PUT", "/api/v0/asks/{id}", self._create)
@@ -127,7 +129,14 @@ class FakeVast(FakeApi):
         return Reply.json({"success": True, "result_url": f"{self.url}/logs/{iid}", "msg": "ok"})
 
     def _log_file(self, req: Request) -> Reply:
-        return Reply.text("epoch 1 loss 0.5\nepoch 2 loss 0.25\n")
+        lines = self.logs.get(int(req.path_params["id"]))
+        if lines is None:
+            return Reply.text("epoch 1 loss 0.5\nepoch 2 loss 0.25\n")
+        return Reply.text("".join(f"{line}\n" for line in lines))
+
+    def log_requests(self) -> int:
+        """How many times a log upload was asked for."""
+        return sum(1 for r in self.server.requests if "/request_logs/" in r.path)
 
     def _list(self, req: Request) -> Reply:
         limit = min(int(req.query.get("limit", ["25"])[0]), 25)

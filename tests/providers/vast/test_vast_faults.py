@@ -38,7 +38,10 @@ def vast() -> Iterator[FakeVast]:
 
 
 
-def make(fake: FakeVast, sleeps: Sleeps | None = None, *, read_timeout: float = 5.0) -> VastProvider:
+def make(
+    fake: FakeVast, sleeps: Sleeps | None = None, *, read_timeout: float = 5.0,
+    exit_check_interval: float = 30.0,
+) -> VastProvider:
     config = ProviderConfig(
         name="vast", home=Path("/nonexistent"),
         environ={"VAST_API_KEY": KEY, "RUNCTL_VAST_BASE_URL": fake.url},
@@ -48,6 +51,7 @@ def make(fake: FakeVast, sleeps: Sleeps | None = None, *, read_timeout: float = 
         retry=RetryPolicy(attempts=5, base=0.5, cap=8.0, rng=random.Random(1)),
         sleep=sleeps or Sleeps(),
         timeout=httpx.Timeout(read_timeout, connect=2.0),
+        exit_check_interval=exit_check_interval,
     )
 
 

@@ -176,8 +176,8 @@ async def test_plain_http_to_a_remote_host_is_refused(tmp_path: Path) -> None:
 def test_the_capabilities_say_what_is_supported() -> None:
     caps = VastProvider(_config({})).capabilities
     assert caps.live_offers and caps.stop_start and caps.spot and caps.logs
-    assert caps.idempotent_launch and caps.tags
-    assert not caps.follow_logs and not caps.exit_code and not caps.ttl
+    assert caps.idempotent_launch and caps.tags and caps.exit_code
+    assert not caps.follow_logs and not caps.ttl
 
 
 def test_managed_by_is_in_the_label() -> None:
