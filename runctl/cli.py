@@ -243,11 +243,12 @@ def cmd_run(args: argparse.Namespace) -> int:
                 "finish; give --timeout SECONDS to tear the machine down then",
                 allowed="a number of seconds; or use `runctl launch` and `runctl terminate`",
             )
-        with rc.launch(spec) as res:
+        launch = rc.launch(spec)
+        with launch as res:
             print(f"runctl: launched {res.id} on {res.provider}", file=sys.stderr)
             rc.wait(res, until="running", timeout=args.start_timeout)
             deadline = None if args.timeout is None else time.monotonic() + args.timeout
-            if caps.logs:
+            if caps.follow_logs:
                 for line in rc.logs(res, follow=True, timeout=args.timeout):
                     print(line, flush=True)
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
@@ -256,7 +257,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             except WaitTimeoutError as e:
                 done = e.resource
                 print(f"runctl: --timeout {args.timeout:g} s reached; terminating", file=sys.stderr)
-        final = rc.get(res)
+            if caps.logs and not caps.follow_logs:
+                # Logs that cannot be followed are read once, before the machine goes.
+                for line in rc.logs(res):
+                    print(line, flush=True)
+        final = launch.resource  # as observed after teardown
         cost = rc.cost(final)
     took = ""
     if final.started_at and final.ended_at:

@@ -519,6 +519,11 @@ class AsyncClient:
             resource = resource.resource
         if not isinstance(resource, Resource):
             resource = await self.get(resource, provider=provider)
+        if resource.is_terminal:
+            # An ended launch's cost is final: the ledger closed it with that figure.
+            record = self.ledger.find_resource(resource.provider, resource.id)
+            if record is not None and record.final_cost is not None:
+                return record.final_cost
         return _cost(self._with_launch_price(resource))
 
     # --- ledger, reconcile, cleanup -------------------------------------------------------------
@@ -642,7 +647,8 @@ class Launch(AbstractContextManager[Resource]):
         tb: TracebackType | None,
     ) -> None:
         try:
-            self._client.terminate(self.resource)
+            # Kept: after teardown the provider may no longer know the resource at all.
+            self.resource = self._client.terminate(self.resource)
         except Exception:
             if exc is None:
                 raise
