@@ -317,12 +317,15 @@ class HttpApi:
         try:
             return response.json()
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            # No body on this error: a successful answer carries the user's own data
+            # (a pod's env, say), which only the API key redaction would not cover.
+            kind = response.headers.get("content-type", "unknown type")
             raise MalformedResponseError(
-                f"{response.request.method} {response.request.url.path}: response is not JSON",
+                f"{response.request.method} {response.request.url.path}: response is not "
+                f"JSON ({len(response.content)} bytes of {kind}; truncated?)",
                 provider=self.provider,
                 status=response.status_code,
                 request_id=_request_id(response),
-                body=self._body(response),
             ) from e
 
     async def send(

@@ -172,6 +172,15 @@ async def test_non_json_body_is_a_malformed_response():
         await api(script).get("/x")
 
 
+async def test_a_truncated_answer_never_carries_the_users_data_into_the_error():
+    truncated = '{"pods": [{"id": "p1", "env": {"HF_TOKEN": "hf_user_secret_123"'
+    script = Script(httpx.Response(200, text=truncated, headers={"content-type": "application/json"}))
+    with pytest.raises(MalformedResponseError) as info:
+        await api(script).get("/v2/pods")
+    assert "hf_user_secret_123" not in f"{info.value} {info.value!r} {info.value.body}"
+    assert "truncated?" in str(info.value)
+
+
 async def test_the_key_is_sent_but_never_shown(caplog):
     caplog.set_level(logging.DEBUG, logger="runctl")
     echo = httpx.Response(500, json={"error": f"bad key {KEY}"})
