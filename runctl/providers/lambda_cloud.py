@@ -50,7 +50,7 @@ How runctl maps things
 
 Prices
     ``price_cents_per_hour`` of the instance type, per instance-hour, billed in
-    one-minute increments from launch to termination. Local storage is included;
+    one-minute increments from passing health checks to termination. Local storage is included;
     filesystems (not managed by runctl) are billed separately.
 
 Spec
@@ -206,7 +206,7 @@ class LambdaInstance:
     @classmethod
     def from_wire(cls, data: object) -> LambdaInstance:
         """Parse leniently; raise ``MalformedResponseError`` when it cannot be understood."""
-        f = Fields(data, "Instance", provider=NAME)
+        f = Fields(_hide_tokens(data), "Instance", provider=NAME)
         region = f.obj("region")
         raw_type = f.data.get("instance_type")
         tags = {}
@@ -224,6 +224,16 @@ class LambdaInstance:
             instance_type=None if raw_type is None else LambdaInstanceType.from_wire(raw_type),
             tags=tags,
         )
+
+
+#: Instance fields that grant access to the machine (JupyterLab): never in an error.
+_TOKENS = ("jupyter_token", "jupyter_url")
+
+
+def _hide_tokens(data: object) -> object:
+    if isinstance(data, Mapping) and any(data.get(k) is not None for k in _TOKENS):
+        return {**data, **{k: "***" for k in _TOKENS if data.get(k) is not None}}
+    return data
 
 
 def _data(body: object, what: str) -> Any:
@@ -623,8 +633,9 @@ class LambdaCloudProvider(RestProviderBase):
         price = chosen.price(observed_at=datetime.now(timezone.utc)) if chosen else None
         try:
             return await self.get(ids[0])
-        except NotFoundError:
-            # Just launched: the instance may not be readable yet.
+        except ProviderError:
+            # Just launched (and billing): the instance may not be readable yet, and a
+            # failed read must not hide the id of an instance that exists.
             return Resource(
                 id=ids[0],
                 provider=NAME,
@@ -658,7 +669,9 @@ class LambdaCloudProvider(RestProviderBase):
             if instance.id == resource_id:
                 return self._resource(instance)
         raise malformed(
-            NAME, f"InstanceTerminateResponse: {resource_id} is not among the terminated", answer
+            NAME,
+            f"InstanceTerminateResponse: {resource_id} is not among the terminated",
+            [_hide_tokens(item) for item in data.items("terminated_instances")],
         )
 
     async def stop(self, resource_id: str) -> Resource:

@@ -212,7 +212,8 @@ class RunPodPod:
     name: str | None = None
     status: str | None = None
     image: str | None = None
-    env: dict[str, str] = attrs.field(factory=dict)
+    #: The user's env (API tokens, often): never in a repr.
+    env: dict[str, str] = attrs.field(factory=dict, repr=False)
     gpu_id: str | None = None
     gpu_count: int = 0
     cloud: str | None = None
@@ -225,7 +226,10 @@ class RunPodPod:
     @classmethod
     def from_wire(cls, data: object) -> RunPodPod:
         """Parse leniently; raise ``MalformedResponseError`` when it cannot be understood."""
-        f = Fields(data, "Pod", provider=NAME)
+        # Errors show the object they could not read: show it with the env's values hidden.
+        f = Fields(_hide_env(data), "Pod", provider=NAME)
+        f.str_map("env")
+        raw_env = data.get("env") if isinstance(data, Mapping) else None
         gpu = f.obj("gpu")
         address = None
         ssh = f.obj("ssh")
@@ -243,7 +247,9 @@ class RunPodPod:
             name=f.text("name"),
             status=f.text("status"),
             image=f.text("image"),
-            env=f.str_map("env"),
+            env={str(k): v for k, v in raw_env.items() if isinstance(v, str)}
+            if isinstance(raw_env, Mapping)
+            else {},
             gpu_id=gpu.text("id") if gpu is not None else None,
             gpu_count=(gpu.integer("count") or 1) if gpu is not None else 0,
             cloud=f.text("cloud"),
@@ -277,6 +283,12 @@ class RunPodPod:
         if self.name and self.name.startswith("runctl-"):
             return self.name[len("runctl-") :]
         return None
+
+
+def _hide_env(data: object) -> object:
+    if isinstance(data, Mapping) and isinstance(data.get("env"), Mapping):
+        return {**data, "env": dict.fromkeys(data["env"], "***")}
+    return data
 
 
 def _list_of(data: object, key: str, what: str) -> list[Any]:

@@ -81,6 +81,20 @@ def test_malformed_instances(payload: object) -> None:
         LambdaInstance.from_wire(payload)
 
 
+def test_an_instance_that_cannot_be_read_never_shows_its_jupyter_token() -> None:
+    token = "03b7d30d9d3e4d8fa41657bc0d478c1b"
+    payload = {
+        "id": "i1",
+        "jupyter_token": token,
+        "jupyter_url": f"https://jupyter-x.lambdaspaces.com/?token={token}",
+        "region": "us-east-1",
+    }
+    with pytest.raises(MalformedResponseError) as caught:
+        LambdaInstance.from_wire(payload)
+    error = caught.value
+    assert token not in str(error) + repr(error) + (error.body or "")
+
+
 def test_price_from_cents_per_instance_hour_billed_per_minute() -> None:
     price = lambda_price(2392, 8, observed_at=None)
     assert price.per_hour == Money("23.92", "USD")

@@ -99,6 +99,21 @@ async def test_a_5xx_launch(fake: FakeLambda, fake_provider: LambdaCloudProvider
 
 
 @pytest.mark.anyio
+async def test_a_failed_read_after_a_launch_still_returns_the_instance(
+    fake: FakeLambda, fake_provider: LambdaCloudProvider
+) -> None:
+    # The instance exists and bills: the caller must get its id, not an error.
+    fake.server.fail(
+        "GET",
+        "/api/v1/instances/{id}",
+        *[Fault.http(502, {"error": {"code": "global/internal-error", "message": "bad"}})] * 4,
+    )
+    launched = await fake_provider.launch(spec())
+    assert list(fake.instances) == [launched.id] and launches(fake) == 1
+    assert launched.state is S.PENDING and launched.launch_id == "faulty0001"
+
+
+@pytest.mark.anyio
 async def test_a_timeout_mid_launch_is_clear_and_a_retry_makes_no_duplicate(
     fake: FakeLambda, fake_provider: LambdaCloudProvider
 ) -> None:
@@ -128,6 +143,23 @@ async def test_truncated_and_malformed_bodies(
     fake.override("GET", "/api/v1/instances", lambda r: Reply.json({"instances": []}))
     with pytest.raises(MalformedResponseError):
         await fake_provider.list()
+
+
+@pytest.mark.anyio
+async def test_an_odd_terminate_answer_never_shows_jupyter_tokens(
+    fake: FakeLambda, fake_provider: LambdaCloudProvider
+) -> None:
+    token = "03b7d30d9d3e4d8fa41657bc0d478c1b"
+    other = {"id": "someoneelse", "status": "terminating", "jupyter_token": token}
+    fake.override(
+        "POST",
+        "/api/v1/instance-operations/terminate",
+        lambda r: Reply.json({"data": {"terminated_instances": [other]}}),
+    )
+    with pytest.raises(MalformedResponseError) as caught:
+        await fake_provider.terminate("i1")
+    error = caught.value
+    assert token not in str(error) + repr(error) + (error.body or "")
 
 
 @pytest.mark.anyio

@@ -93,6 +93,18 @@ def test_malformed_pods_raise_malformed_response_error(payload: object) -> None:
         RunPodPod.from_wire(payload)
 
 
+def test_a_pod_that_cannot_be_read_never_shows_its_env_values() -> None:
+    pod = {"id": "abc", "env": {"HF_TOKEN": "hf_user_secret_value"}, "createdAt": "yesterday"}
+    with pytest.raises(MalformedResponseError) as caught:
+        RunPodPod.from_wire(pod)
+    error = caught.value
+    assert "hf_user_secret_value" not in str(error) + repr(error) + (error.body or "")
+    assert "HF_TOKEN" in (error.body or "")
+    read = RunPodPod.from_wire({"id": "abc", "env": {"HF_TOKEN": "hf_user_secret_value"}})
+    assert read.env == {"HF_TOKEN": "hf_user_secret_value"}
+    assert "hf_user_secret_value" not in repr(read)
+
+
 def test_malformed_gpu_type() -> None:
     with pytest.raises(MalformedResponseError):
         RunPodGpuType.from_wire({"id": "x", "price": {"secure": [1]}})
