@@ -44,7 +44,8 @@ How a launch maps to Paperspace
       newest OS template named "ML-in-a-Box" that is available on that machine type.
     * The command runs from a run-once *startup script* (``POST /startup-scripts``,
       named ``runctl-<launch id>``) as root at first boot, with ``spec.env``
-      exported; with ``spec.image`` it runs in ``docker run --gpus all``. Its output
+      exported (one string runs under ``sh -c``, a list as exactly that argv); with
+      ``spec.image`` it runs in ``docker run --gpus all``. Its output
       goes to ``/var/log/runctl-<launch id>.log`` on the machine. The script is deleted
       when the machine is terminated. Env values are stored in the script at Paperspace.
     * The machine name is ``runctl-<launch id>`` or ``runctl-<launch id>-<spec.name>``.
@@ -298,16 +299,22 @@ def startup_script(spec: LaunchSpec) -> str:
         ]
     for k, v in spec.env.items():
         lines.append(f"export {k}={shlex.quote(v)}")
-    if spec.image:
-        env_flags = " ".join(f"-e {k}" for k in spec.env)
-        workdir = f" -w {shlex.quote(spec.workdir)}" if spec.workdir else ""
-        run = (f"docker run --rm --gpus all {env_flags}{workdir} "
-               f"{shlex.quote(spec.image)} {shlex.join(spec.command)}")
+    # One string is a shell command (pipes, ``&&``); a list is run as exactly that argv.
+    if len(spec.command) == 1:
+        command = f"sh -c {shlex.quote(spec.command[0])}"
     else:
-        run = shlex.join(spec.command)
+        command = shlex.join(spec.command)
+    if spec.image:
+        env_flags = "".join(f" -e {k}" for k in spec.env)
+        workdir = f" -w {shlex.quote(spec.workdir)}" if spec.workdir else ""
+        run = (f"docker run --rm --gpus all{env_flags}{workdir} "
+               f"{shlex.quote(spec.image)} {command}")
+    else:
+        run = command
         if spec.workdir:
             run = f"cd {shlex.quote(spec.workdir)} && {run}"
-    lines.append(f"( {' '.join(run.split())} ) > {log} 2>&1")
+    # Never re-split ``run``: whitespace and newlines inside quoted arguments are the user's.
+    lines.append(f"( {run} ) > {log} 2>&1")
     return "\n".join(lines) + "\n"
 
 
@@ -372,6 +379,8 @@ class PaperspaceProvider(RestProviderBase):
             return AuthenticationError(message, **kw)
         if status >= 500:
             return ServerError(message, **kw)
+        if status == 429:
+            return None  # "rate limit exceeded" is not a quota: the default RateLimitedError
         if re.search(r"capacity|out of stock|not available|unavailable|no machines", lowered):
             return CapacityError(message, **kw)
         if status == 402 or re.search(r"quota|limit|exceed|billing|payment|credit", lowered):
@@ -439,26 +448,30 @@ class PaperspaceProvider(RestProviderBase):
         data = await self._api().get(f"/machines/{mid}")
         return self._resource(self._machine(data, f"GET /machines/{mid}"))
 
-    async def _all_machines(self) -> list[PaperspaceMachine]:
+    async def _all_items(self, path: str) -> list[Any]:
+        """Every item of a list endpoint, page by page (``hasMore``, ``nextPage``)."""
         api = self._api()
-        found: list[PaperspaceMachine] = []
+        found: list[Any] = []
         after: str | None = None
         seen: set[str] = set()
         while True:
             params: dict[str, Any] = {"limit": _PAGE}
             if after:
                 params["after"] = after
-            data = await api.get("/machines", params=params)
+            data = await api.get(path, params=params)
             items = data.get("items") if isinstance(data, Mapping) else None
             if not isinstance(items, list):
-                raise malformed(self.name, "GET /machines: expected {'items': [...]}")
-            found.extend(PaperspaceMachine.from_json(item) for item in items)
+                raise malformed(self.name, f"GET {path}: expected {{'items': [...]}}")
+            found.extend(items)
             after = data.get("nextPage")
             if after is not None and not isinstance(after, str):
-                raise malformed(self.name, "GET /machines: 'nextPage' is not a string")
+                raise malformed(self.name, f"GET {path}: 'nextPage' is not a string")
             if not data.get("hasMore") or not after or after in seen:
                 return found
             seen.add(after)
+
+    async def _all_machines(self) -> list[PaperspaceMachine]:
+        return [PaperspaceMachine.from_json(item) for item in await self._all_items("/machines")]
 
     async def _find(self, launch_id: str) -> Resource | None:
         found = await self.list(tags={TAG_LAUNCH_ID: launch_id})
@@ -493,10 +506,7 @@ class PaperspaceProvider(RestProviderBase):
         chosen = spec.options.get("template_id") or self.config.setting("template_id")
         if chosen:
             return chosen
-        data = await self._api().get("/os-templates", params={"limit": _PAGE})
-        items = data.get("items") if isinstance(data, Mapping) else None
-        if not isinstance(items, list):
-            raise malformed(self.name, "GET /os-templates: expected {'items': [...]}")
+        items = await self._all_items("/os-templates")
         candidates: list[tuple[str, str]] = []
         for item in items:
             if not isinstance(item, Mapping):
@@ -586,12 +596,11 @@ class PaperspaceProvider(RestProviderBase):
 
     async def _scripts_for(self, launch_id: str) -> list[str]:
         try:
-            data = await self._api().get("/startup-scripts", params={"limit": _PAGE})
+            items = await self._all_items("/startup-scripts")
         except ProviderError:
             return []
-        items = data.get("items") if isinstance(data, Mapping) else None
         return [
-            str(i["id"]) for i in items or []
+            str(i["id"]) for i in items
             if isinstance(i, Mapping) and i.get("name") == f"runctl-{launch_id}" and i.get("id")
         ]
 

@@ -46,8 +46,8 @@ How a launch maps to Vast
       container's arguments (``runtype="args"``) and then keeps the container
       ``running`` (idle, still billed) until it is terminated. With
       ``spec.ssh_public_key`` the container runs sshd (``runtype="ssh"``), the
-      wrapper is the ``onstart`` script (at most 4048 characters, ``spec.workdir``
-      honoured) and ends after the marker; the instance runs until terminated.
+      wrapper is the ``onstart`` script (at most 4048 characters) and ends after the
+      marker; the instance runs until terminated. Either way ``spec.workdir`` is honoured.
     * ``get`` of a ``running`` or ``exited`` instance reads the last 20 lines of its
       log for the marker. Each read is a log upload requested from Vast and then
       downloaded, so it is done at most once every ``exit_check_interval`` seconds
@@ -294,6 +294,16 @@ class VastOffer:
         )
 
 
+#: Instance fields that carry the user's env values, scripts, command or Jupyter token.
+_SECRET_FIELDS = ("extra_env", "env", "onstart", "image_args", "jupyter_token")
+
+
+def _hide_secrets(data: object) -> object:
+    if isinstance(data, Mapping) and any(data.get(k) is not None for k in _SECRET_FIELDS):
+        return {**data, **{k: "***" for k in _SECRET_FIELDS if data.get(k) is not None}}
+    return data
+
+
 @attrs.frozen(kw_only=True)
 class VastInstance:
     """An instance, from ``GET /api/v0/instances/{id}`` or ``GET /api/v1/instances``."""
@@ -323,7 +333,8 @@ class VastInstance:
         Raises:
             MalformedResponseError: a field runctl needs is missing or of the wrong type.
         """
-        f = Fields(data, "instance", provider="vast")
+        # An error shows the object it could not read: show it without the user's secrets.
+        f = Fields(_hide_secrets(data), "instance", provider="vast")
         return cls(
             id=f.integer("id", required=True),
             actual_status=f.text("actual_status"),
@@ -762,7 +773,9 @@ class VastProvider(RestProviderBase):
             body["runtype"] = "args"
             # The wrapper reports the exit code and keeps the container up (``running``),
             # rather than letting it end as ``exited``, which tells nothing.
-            body["args"] = shell_argv(wrap_command(spec.command, spec.launch_id))
+            body["args"] = shell_argv(
+                wrap_command(spec.command, spec.launch_id, workdir=spec.workdir)
+            )
         bid: Decimal | None = None
         if spec.spot or offer.spot:
             raw = spec.options.get("bid_price")
@@ -815,10 +828,20 @@ class VastProvider(RestProviderBase):
             )
         new_id = str(data["new_contract"])
         if spec.ssh_public_key:
-            await self._api().post(
-                f"/api/v0/instances/{new_id}/ssh", json_body={"ssh_key": spec.ssh_public_key},
-                idempotent=True,  # attaching the same key twice changes nothing
-            )
+            try:
+                await self._api().post(
+                    f"/api/v0/instances/{new_id}/ssh", json_body={"ssh_key": spec.ssh_public_key},
+                    idempotent=True,  # attaching the same key twice changes nothing
+                )
+            except ProviderError:
+                # The launch fails: never leave its instance running (and billing) behind;
+                # a retried launch would find it and return it without the key.
+                try:
+                    await self._api().delete(f"/api/v0/instances/{new_id}")
+                except ProviderError as e:
+                    logger.warning("vast: destroying instance %s after a failed launch "
+                                   "failed: %s", new_id, e)
+                raise
         price = offer.price
         if bid is not None:
             price = attrs.evolve(price, per_hour=Money(bid, "USD"), spot=True)

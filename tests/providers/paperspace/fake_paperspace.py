@@ -21,6 +21,8 @@ class FakePaperspace(FakeApi):
         self.scripts: dict[str, dict[str, Any]] = {}
         self.creates = 0
         self.new_state = "ready"
+        #: When set, list endpoints answer this many items a page (cursor: the next index).
+        self.page_size: int | None = None
         self._ids = itertools.count(1)
         self.route("GET", "/machines", self._list)
         self.route("POST", "/machines", self._create)
@@ -54,12 +56,17 @@ class FakePaperspace(FakeApi):
         return ops
 
     # --- handlers ---------------------------------------------------------------------------
-    @staticmethod
-    def _page(items: list[dict[str, Any]]) -> Reply:
-        return Reply.json({"items": items, "hasMore": False, "nextPage": None})
+    def _page(self, items: list[dict[str, Any]], req: Request | None = None) -> Reply:
+        if req is None or self.page_size is None:
+            return Reply.json({"items": items, "hasMore": False, "nextPage": None})
+        start = int(req.query.get("after", ["0"])[0])
+        end = start + self.page_size
+        more = end < len(items)
+        return Reply.json({"items": items[start:end], "hasMore": more,
+                           "nextPage": str(end) if more else None})
 
     def _list(self, req: Request) -> Reply:
-        return self._page(list(self.machines.values()))
+        return self._page(list(self.machines.values()), req)
 
     def _create(self, req: Request) -> Reply:
         body = req.json()
@@ -95,7 +102,7 @@ class FakePaperspace(FakeApi):
         return Reply.json({"data": m, "event": {"id": "ev3", "name": "stop", "state": "new"}})
 
     def _templates(self, req: Request) -> Reply:
-        return self._page([
+        return self._page(req=req, items=[
             {"id": "tubuntu", "name": "Ubuntu 22.04", "agentType": "LinuxMachine",
              "availableMachineTypes": [{"machineTypeLabel": "A4000", "isAvailable": True}],
              "dtCreated": "2024-01-01T00:00:00Z", "defaultSizeGb": 50, "operatingSystemLabel": "Ubuntu"},
@@ -108,7 +115,7 @@ class FakePaperspace(FakeApi):
         ])
 
     def _scripts(self, req: Request) -> Reply:
-        return self._page(list(self.scripts.values()))
+        return self._page(list(self.scripts.values()), req)
 
     def _create_script(self, req: Request) -> Reply:
         body = req.json()

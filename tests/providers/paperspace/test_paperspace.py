@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -99,6 +100,23 @@ def test_the_startup_script_runs_the_command_in_the_image_with_env_and_key() -> 
     assert "authorized_keys" in script and "/var/log/runctl-l1.log" in script
 
 
+@pytest.mark.parametrize(
+    ("command", "printed"),
+    [
+        (["printf", "%s|", "two  spaces\nand a newline"], "two  spaces\nand a newline|"),
+        (["echo one && echo two"], "one\ntwo\n"),  # one string is a shell command
+    ],
+)
+def test_the_startup_script_runs_the_command_exactly_as_given(
+    tmp_path: Path, command: list[str], printed: str
+) -> None:
+    spec = LaunchSpec(command=command, launch_id="l2")
+    out = tmp_path / "out.log"
+    script = startup_script(spec).replace("/var/log/runctl-l2.log", str(out))
+    subprocess.run(["bash", "-c", script], check=True, timeout=10)
+    assert out.read_text() == printed
+
+
 def _config(environ: dict[str, str], settings: dict[str, str] | None = None) -> ProviderConfig:
     return ProviderConfig(name="paperspace", home=Path("/nonexistent"), settings=settings or {},
                           environ=environ)
@@ -186,6 +204,19 @@ async def test_the_newest_ml_in_a_box_template_is_chosen_unless_one_is_given(ps:
 
 
 @pytest.mark.anyio
+async def test_templates_and_startup_scripts_are_read_on_every_page(ps: FakePaperspace) -> None:
+    ps.page_size = 1
+    ps.scripts["ss-other"] = {"id": "ss-other", "name": "someone-elses", "isRunOnce": False}
+    provider = make(ps)
+    r = await provider.launch(SPEC)
+    body = next(r.json() for r in ps.server.requests if r.method == "POST" and r.path == "/v1/machines")
+    assert body["templateId"] == "tmlbox2"  # the newest ML-in-a-Box, on the last page
+    await provider.terminate(r.id)
+    assert list(ps.scripts) == ["ss-other"]  # runctl's script (page 2) is gone, no other
+    ps.check_requests()
+
+
+@pytest.mark.anyio
 async def test_a_429_burst_without_retry_after_backs_off(ps: FakePaperspace) -> None:
     m = ps.add_machine()
     ps.server.fail("GET", "/v1/machines/{id}", *[Fault.http(429, {"code": "rate_limited",
@@ -200,6 +231,17 @@ async def test_a_429_burst_without_retry_after_backs_off(ps: FakePaperspace) -> 
 async def test_endless_429_is_rate_limited(ps: FakePaperspace) -> None:
     m = ps.add_machine()
     ps.server.fail("GET", "/v1/machines/{id}", *[Fault.http(429, {"code": "x", "message": "no"})] * 9)
+    with pytest.raises(RateLimitedError):
+        await make(ps).get(m["id"])
+
+
+@pytest.mark.anyio
+async def test_a_429_saying_rate_limit_exceeded_is_rate_limited_not_a_quota(
+    ps: FakePaperspace,
+) -> None:
+    m = ps.add_machine()
+    ps.server.fail("GET", "/v1/machines/{id}", *[Fault.http(
+        429, {"code": "rate_limited", "message": "Rate limit exceeded"})] * 9)
     with pytest.raises(RateLimitedError):
         await make(ps).get(m["id"])
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -61,6 +62,18 @@ async def test_the_instance_runs_the_wrapped_command(vast: FakeVast) -> None:
     done = run_container_argv(body["args"])
     assert done.stdout.splitlines()[1:] == ['["a b", "\'"]', f"[runctl:{LAUNCH_ID}] exit 5"]
     assert vast.assert_requests_match_spec() >= 3
+
+
+@pytest.mark.anyio
+async def test_the_command_runs_in_the_workdir_without_an_ssh_key(
+    vast: FakeVast, tmp_path: Path
+) -> None:
+    spec = LaunchSpec(command=["pwd"], gpu="RTX 4090", launch_id=LAUNCH_ID, workdir=str(tmp_path))
+    await make(vast).launch(spec)
+    body = next(r for r in vast.server.requests if r.path.startswith("/api/v0/asks/")).json()
+    assert body["runtype"] == "args"
+    done = run_container_argv(body["args"])
+    assert done.stdout.splitlines()[1] == str(tmp_path)
 
 
 @pytest.mark.anyio

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
+import attrs
 import httpx
 import pytest
 
@@ -16,6 +17,7 @@ from runctl.errors import (
     MalformedResponseError,
     NotFoundError,
     ProviderConnectionError,
+    ProviderError,
     RateLimitedError,
     ServerError,
     UnsupportedOperationError,
@@ -168,6 +170,16 @@ async def test_a_create_that_times_out_but_happens_is_found_not_repeated(vast: F
 
 
 @pytest.mark.anyio
+async def test_a_launch_whose_ssh_key_is_refused_leaves_no_instance_running(vast: FakeVast) -> None:
+    vast.server.fail("POST", "/api/v0/instances/{id}/ssh", Fault.http(
+        400, {"success": False, "error": "invalid_args", "msg": "invalid ssh key"}))
+    spec = attrs.evolve(SPEC, ssh_public_key="not a key")
+    with pytest.raises(ProviderError, match="invalid ssh key"):
+        await make(vast).launch(spec)
+    assert vast.creates == 1 and vast.instances == {}
+
+
+@pytest.mark.anyio
 async def test_a_truncated_answer_to_a_read_is_retried(vast: FakeVast) -> None:
     inst = vast.add_instance()
     vast.server.fail("GET", "/api/v0/instances/{id}", Fault.truncate())
@@ -186,6 +198,18 @@ async def test_a_wrongly_typed_field_is_malformed_not_a_type_error(vast: FakeVas
     vast.add_instance(num_gpus="four")
     with pytest.raises(MalformedResponseError, match="num_gpus"):
         await make(vast).list()
+
+
+@pytest.mark.anyio
+async def test_a_malformed_instance_error_does_not_carry_its_env_or_jupyter_token(
+    vast: FakeVast,
+) -> None:
+    vast.add_instance(num_gpus="four", extra_env=[["HF_TOKEN", "hf_s3cret"]],
+                      jupyter_token="jt-s3cret", onstart="export KEY=on-s3cret")
+    with pytest.raises(MalformedResponseError, match="num_gpus") as caught:
+        await make(vast).list()
+    shown = f"{caught.value} {caught.value!r} {caught.value.body}"
+    assert "four" in shown and "s3cret" not in shown
 
 
 @pytest.mark.anyio
