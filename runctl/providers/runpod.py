@@ -90,6 +90,7 @@ from .._workload import (
 from ..cost import Money, Price
 from ..errors import (
     CapacityError,
+    ConflictError,
     NotFoundError,
     ProviderConnectionError,
     ProviderError,
@@ -153,6 +154,10 @@ def runpod_state(raw: str | None) -> ResourceState:
     if raw is None:
         return _S.UNKNOWN
     return RUNPOD_STATES.get(raw.upper(), _S.UNKNOWN)
+
+
+#: The state each pod action leads to.
+_ACTION_GOAL: Mapping[str, ResourceState] = {"stop": _S.STOPPED, "start": _S.RUNNING}
 
 
 # --- wire models --------------------------------------------------------------------------------
@@ -722,11 +727,18 @@ class RunPodProvider(RestProviderBase):
         )
 
     async def _action(self, resource_id: str, action: str) -> Resource:
-        data = await self._api().post(
-            f"/v2/pods/{_path_id(resource_id)}/action",
-            json_body={"action": action},
-            idempotent=True,
-        )
+        try:
+            data = await self._api().post(
+                f"/v2/pods/{_path_id(resource_id)}/action",
+                json_body={"action": action},
+                idempotent=True,
+            )
+        except ConflictError:
+            # A retried action whose first answer was lost finds the pod already there.
+            current = await self._read(resource_id)
+            if current.state is _ACTION_GOAL[action]:
+                return current
+            raise
         if data is None:
             return await self._read(resource_id)
         return self._resource(RunPodPod.from_wire(data))

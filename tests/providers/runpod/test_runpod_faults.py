@@ -240,3 +240,16 @@ async def test_logs_follow_the_stream_across_reconnects(
     second = [r for r in fake.server.requests if r.path.endswith("/logs")][1]
     assert second.query["since"] == ["2026-01-01T00:00:02Z"]
     fake.check_requests_against_spec()
+
+
+@pytest.mark.anyio
+async def test_a_stop_whose_answer_was_lost_is_not_reported_as_a_conflict(
+    fake: FakeRunPod, fake_provider: RunPodProvider
+) -> None:
+    pod = await fake_provider.launch(spec("stoplost01"))
+    fake.pods[pod.id]["status"] = "RUNNING"
+    # The stop is carried out, its answer lost; the retry finds the pod already stopped (409).
+    fake.server.fail("POST", "/v2/pods/{id}/action", Fault.lose_response())
+    stopped = await fake_provider.stop(pod.id)
+    assert stopped.state is ResourceState.STOPPED
+    assert sum(1 for r in fake.server.requests if r.path.endswith("/action")) == 2
