@@ -654,14 +654,23 @@ class LambdaCloudProvider(RestProviderBase):
     async def terminate(self, resource_id: str) -> Resource:
         """Terminate the instance; returns it as Lambda reports it after the request.
 
-        Raises:
-            NotFoundError: no such instance.
+        Idempotent: an instance Lambda no longer knows is reported ``TERMINATED``
+        (Lambda cannot tell "terminated long ago" from "never existed").
         """
-        answer = await self._api().post(
-            "/instance-operations/terminate",
-            json_body={"instance_ids": [_path_id(resource_id)]},
-            idempotent=True,
-        )
+        try:
+            answer = await self._api().post(
+                "/instance-operations/terminate",
+                json_body={"instance_ids": [_path_id(resource_id)]},
+                idempotent=True,
+            )
+        except NotFoundError:
+            try:
+                return await self.get(resource_id)  # still listed as terminated
+            except NotFoundError:
+                return Resource(
+                    id=resource_id, provider=NAME, state=_S.TERMINATED,
+                    detail="not known to Lambda (terminated)",
+                )
         what = "InstanceTerminateResponse"
         data = Fields(_data(answer, what), what, provider=NAME)
         for item in data.items("terminated_instances"):

@@ -709,10 +709,16 @@ class RunPodProvider(RestProviderBase):
     async def terminate(self, resource_id: str) -> Resource:
         """Delete the pod; returns it as last seen, marked ``TERMINATED``.
 
-        Raises:
-            NotFoundError: no such pod.
+        Idempotent: a pod RunPod no longer knows is reported ``TERMINATED`` (RunPod
+        cannot tell "deleted" from "never existed").
         """
-        before = await self._read(resource_id)
+        try:
+            before = await self._read(resource_id)
+        except NotFoundError:
+            return Resource(
+                id=resource_id, provider=NAME, state=_S.TERMINATED, raw_state="TERMINATED",
+                detail="not known to RunPod (deleted)",
+            )
         try:
             await self._api().delete(f"/v2/pods/{_path_id(resource_id)}")
         except NotFoundError:
