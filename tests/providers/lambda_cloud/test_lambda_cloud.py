@@ -82,7 +82,7 @@ def test_malformed_instances(payload: object) -> None:
 
 
 def test_an_instance_that_cannot_be_read_never_shows_its_jupyter_token() -> None:
-    token = "03b7d30d9d3e4d8fa41657bc0d478c1b"
+    token = "jupyter-token-made-up-for-tests"
     payload = {
         "id": "i1",
         "jupyter_token": token,

@@ -149,7 +149,7 @@ async def test_truncated_and_malformed_bodies(
 async def test_an_odd_terminate_answer_never_shows_jupyter_tokens(
     fake: FakeLambda, fake_provider: LambdaCloudProvider
 ) -> None:
-    token = "03b7d30d9d3e4d8fa41657bc0d478c1b"
+    token = "jupyter-token-made-up-for-tests"
     other = {"id": "someoneelse", "status": "terminating", "jupyter_token": token}
     fake.override(
         "POST",
