@@ -23,13 +23,31 @@ from ._version import __version__
 # constant named TYPE_CHECKING as true.
 TYPE_CHECKING = False
 
+# Type checkers see every public name imported here (exported through __all__); at run time
+# each is imported from its module on first access (PEP 562), below.
 if TYPE_CHECKING:
     from typing import Any
 
-    from ._convert import from_json, to_json
-    from .client import AsyncClient, Client, Launch
-    from .config import ProviderConfig, Secret, Settings, load_settings
-    from .cost import Money, Price, estimate
+    from ._convert import (
+        from_json,
+        to_json,
+    )
+    from .client import (
+        AsyncClient,
+        Client,
+        Launch,
+    )
+    from .config import (
+        ProviderConfig,
+        Secret,
+        Settings,
+        load_settings,
+    )
+    from .cost import (
+        Money,
+        Price,
+        estimate,
+    )
     from .errors import (
         AuthenticationError,
         BudgetExceededError,
@@ -67,41 +85,120 @@ if TYPE_CHECKING:
         ResourceState,
     )
     from .offers import OfferList
-    from .provider import API_VERSION, Availability, Provider, ProviderBase
-    from .registry import ProviderInfo, providers
+    from .provider import (
+        API_VERSION,
+        Availability,
+        Provider,
+        ProviderBase,
+    )
 
-_ERRORS = (
+    # runctl.providers: the callable package runctl/providers/ (see its docstring).
+    from .registry import (
+        ProviderInfo,
+        providers,
+    )
+    from .rendezvous import (
+        RENDEZVOUS_VARIABLES,
+        rendezvous_env,
+    )
+
+#: The public surface, written out so type checkers and readers see it (a test pins it).
+__all__ = [
+    "API_VERSION",
+    "AsyncClient",
     "AuthenticationError",
+    "Availability",
     "BudgetExceededError",
+    "Capabilities",
     "CapacityError",
+    "Client",
     "ConfigurationError",
     "ConflictError",
     "CurrencyMismatchError",
+    "Gpu",
     "InvalidTransitionError",
+    "Launch",
+    "LaunchSpec",
     "LifecycleError",
     "MalformedResponseError",
     "MissingCredentialsError",
+    "Money",
     "NotFoundError",
+    "Offer",
+    "OfferList",
+    "OfferQuery",
     "PluginError",
+    "Price",
+    "Provider",
+    "ProviderBase",
+    "ProviderConfig",
     "ProviderConnectionError",
     "ProviderError",
+    "ProviderInfo",
     "ProviderTimeoutError",
     "QuotaExceededError",
+    "RENDEZVOUS_VARIABLES",
     "RateLimitedError",
+    "Resource",
     "ResourceEndedError",
+    "ResourceState",
     "RunctlError",
+    "Secret",
     "ServerError",
+    "Settings",
     "TerminationUnverifiedError",
     "UnsupportedOperationError",
     "ValidationError",
     "WaitTimeoutError",
-)
+    "__version__",
+    "estimate",
+    "from_json",
+    "load_settings",
+    "normalize_gpu",
+    "providers",
+    "rendezvous_env",
+    "to_json",
+]
 
-#: Where each public name lives; imported on first access (PEP 562).
+#: The module of each public name but ``__version__``; imported on first access.
 _LAZY: dict[str, str] = {
+    "from_json": "_convert",
+    "to_json": "_convert",
     "AsyncClient": "client",
     "Client": "client",
     "Launch": "client",
+    "ProviderConfig": "config",
+    "Secret": "config",
+    "Settings": "config",
+    "load_settings": "config",
+    "Money": "cost",
+    "Price": "cost",
+    "estimate": "cost",
+    "AuthenticationError": "errors",
+    "BudgetExceededError": "errors",
+    "CapacityError": "errors",
+    "ConfigurationError": "errors",
+    "ConflictError": "errors",
+    "CurrencyMismatchError": "errors",
+    "InvalidTransitionError": "errors",
+    "LifecycleError": "errors",
+    "MalformedResponseError": "errors",
+    "MissingCredentialsError": "errors",
+    "NotFoundError": "errors",
+    "PluginError": "errors",
+    "ProviderConnectionError": "errors",
+    "ProviderError": "errors",
+    "ProviderTimeoutError": "errors",
+    "QuotaExceededError": "errors",
+    "RateLimitedError": "errors",
+    "ResourceEndedError": "errors",
+    "RunctlError": "errors",
+    "ServerError": "errors",
+    "TerminationUnverifiedError": "errors",
+    "UnsupportedOperationError": "errors",
+    "ValidationError": "errors",
+    "WaitTimeoutError": "errors",
+    "normalize_gpu": "gpus",
     "Capabilities": "models",
     "Gpu": "models",
     "LaunchSpec": "models",
@@ -109,29 +206,16 @@ _LAZY: dict[str, str] = {
     "OfferQuery": "models",
     "Resource": "models",
     "ResourceState": "models",
-    "Money": "cost",
-    "Price": "cost",
-    "estimate": "cost",
     "OfferList": "offers",
-    "normalize_gpu": "gpus",
     "API_VERSION": "provider",
     "Availability": "provider",
     "Provider": "provider",
     "ProviderBase": "provider",
     "ProviderInfo": "registry",
-    # The callable package runctl/providers/ (see its docstring): one object whatever
-    # the import order, since Python binds runctl.providers to the package anyway.
     "providers": "providers",
-    "ProviderConfig": "config",
-    "Secret": "config",
-    "Settings": "config",
-    "load_settings": "config",
-    "from_json": "_convert",
-    "to_json": "_convert",
-    **dict.fromkeys(_ERRORS, "errors"),
+    "RENDEZVOUS_VARIABLES": "rendezvous",
+    "rendezvous_env": "rendezvous",
 }
-
-__all__ = sorted([*_LAZY, "__version__"])
 
 
 def __getattr__(name: str) -> Any:

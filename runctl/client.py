@@ -312,6 +312,13 @@ class AsyncClient:
         provider = self.provider(name)
         from .lifecycle import Budget, apply_default_ttl, launch_safely
 
+        if spec.nodes > 1 and not provider.capabilities.multi_node:
+            raise UnsupportedOperationError(
+                provider.name,
+                "multi-node launches",
+                f"nodes={spec.nodes} was asked; use a provider with the multi_node capability",
+            )
+
         spec = apply_default_ttl(spec, self.settings.default_ttl_hours)
         # Budget check, ledger intent/confirm, idempotency by launch id, and a shielded
         # cleanup of whatever was created if the launch is cancelled or interrupted.
@@ -319,7 +326,7 @@ class AsyncClient:
             provider, spec, self.ledger, budget=Budget.from_settings(self.settings)
         )
         if resource.price is None and spec.offer is not None:
-            resource = resource.evolve(price=spec.offer.price)
+            resource = resource.evolve(price=spec.expected_price)
         self._remember(resource)
         self._launch_prices[resource.id] = resource.price
         return resource

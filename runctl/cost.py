@@ -282,6 +282,19 @@ class Price:
             egress_per_gb=conv(self.egress_per_gb),
         )
 
+    def scaled(self, instances: int) -> Price:
+        """The price of ``instances`` such instances billed together (a multi-node launch).
+
+        Per-hour amounts and the GPU count are multiplied; the billing rules stay.
+        """
+        if isinstance(instances, bool) or not isinstance(instances, int) or instances < 1:
+            raise ValidationError("nodes", f"{instances!r} is invalid", allowed="an int >= 1")
+        if instances == 1:
+            return self
+        return attrs.evolve(
+            self, per_hour=self.per_hour * instances, gpu_count=self.gpu_count * instances
+        )
+
     @property
     def per_gpu_hour(self) -> Money | None:
         """Price per GPU per hour; ``None`` for a machine without GPUs."""

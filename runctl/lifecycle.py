@@ -314,8 +314,8 @@ async def launch_safely(
             another provider. (A launch id whose launch created nothing can be retried.)
         ProviderError: the launch failed and created nothing (or it could not be told).
     """
-    if price is None and spec.offer is not None:
-        price = spec.offer.price
+    if price is None:
+        price = spec.expected_price
     known = ledger.get(spec.launch_id)
     if known is not None and known.provider != provider.name:
         ledger.record_intent(spec, provider=provider.name, price=price)  # raises

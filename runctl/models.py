@@ -435,7 +435,11 @@ class LaunchSpec:
         env: environment variables for the command.
         image: container image, for providers that run containers.
         gpu: GPU model wanted, e.g. ``"H100"`` (ignored when ``offer`` is given).
-        gpu_count: GPUs wanted.
+        gpu_count: GPUs wanted on each node.
+        nodes: machines (nodes) to run the command on, each with ``gpu_count`` GPUs.
+            Above 1 only on providers with the ``multi_node`` capability; every node
+            runs the same command with the rendezvous environment set
+            (:mod:`runctl.rendezvous`), and the launch is one resource.
         offer: launch exactly this offer (from ``offers()``).
         instance_type: the provider's machine type, when you know it.
         region: where to launch.
@@ -457,6 +461,7 @@ class LaunchSpec:
     image: str | None = None
     gpu: str | None = None
     gpu_count: int = 0
+    nodes: int = 1
     offer: Offer | None = None
     instance_type: str | None = None
     region: str | None = None
@@ -521,6 +526,7 @@ class LaunchSpec:
             _fail("gpu_count", self.gpu_count, "an int >= 0")
         if self.gpu is not None and (not isinstance(self.gpu, str) or not self.gpu.strip()):
             _fail("gpu", self.gpu, "a GPU model name such as 'H100', or None")
+        _positive_int("nodes", self.nodes)
         if self.disk_gb is not None:
             _positive_int("disk_gb", self.disk_gb)
         if not isinstance(self.spot, bool):
@@ -542,6 +548,13 @@ class LaunchSpec:
                 f"an offer from {self.provider!r}",
                 problem=f"offer is from {self.offer.provider!r} but provider is {self.provider!r}",
             )
+
+    @property
+    def expected_price(self) -> Price | None:
+        """The price of the whole launch (all its nodes), when an offer was given."""
+        if self.offer is None:
+            return None
+        return self.offer.price.scaled(self.nodes)
 
     @property
     def runctl_tags(self) -> dict[str, str]:
@@ -580,7 +593,9 @@ class Resource:
         gpu_count: accelerators.
         region: where it runs.
         tags: the tags or labels it carries.
-        address: a host name or IP to reach it, when it has one.
+        address: a host name or IP to reach it (the first node's), when it has one.
+        nodes: machines in the launch (1 unless launched with ``nodes > 1``).
+        addresses: every node's host name or IP, in rank order, where known.
         observed_at: when this record was read from the provider.
         detail: a short human-readable note from the provider (e.g. why it failed).
     """
@@ -602,6 +617,8 @@ class Resource:
     region: str | None = None
     tags: dict[str, str] = attrs.field(factory=dict)
     address: str | None = None
+    nodes: int = 1
+    addresses: tuple[str, ...] = attrs.field(default=(), converter=_to_tuple)
     observed_at: datetime = attrs.field(factory=_utcnow, eq=False)
     detail: str | None = None
 

@@ -73,10 +73,17 @@ class Provider(Protocol):
     :class:`~runctl.errors.UnsupportedOperationError`; they never silently do nothing.
     """
 
-    #: The entry-point name, a lowercase slug such as ``"runpod"``.
-    name: str
-    #: The :data:`API_VERSION` this provider was written for.
-    api_version: int
+    # Read-only members: a class attribute (``name = "runpod"``) or an instance
+    # attribute satisfies them, so ProviderBase subclasses are Providers without a cast.
+    @property
+    def name(self) -> str:
+        """The entry-point name, a lowercase slug such as ``"runpod"``."""
+        ...
+
+    @property
+    def api_version(self) -> int:
+        """The :data:`API_VERSION` this provider was written for."""
+        ...
 
     @property
     def capabilities(self) -> Capabilities:
