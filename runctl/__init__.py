@@ -36,6 +36,7 @@ if TYPE_CHECKING:
         AsyncClient,
         Client,
         Launch,
+        ResourceList,
     )
     from .config import (
         ProviderConfig,
@@ -91,11 +92,9 @@ if TYPE_CHECKING:
         Provider,
         ProviderBase,
     )
-
-    # runctl.providers: the callable package runctl/providers/ (see its docstring).
     from .registry import (
         ProviderInfo,
-        providers,
+        list_providers,
     )
     from .rendezvous import (
         RENDEZVOUS_VARIABLES,
@@ -141,6 +140,7 @@ __all__ = [
     "RateLimitedError",
     "Resource",
     "ResourceEndedError",
+    "ResourceList",
     "ResourceState",
     "RunctlError",
     "Secret",
@@ -153,9 +153,9 @@ __all__ = [
     "__version__",
     "estimate",
     "from_json",
+    "list_providers",
     "load_settings",
     "normalize_gpu",
-    "providers",
     "rendezvous_env",
     "to_json",
 ]
@@ -167,6 +167,7 @@ _LAZY: dict[str, str] = {
     "AsyncClient": "client",
     "Client": "client",
     "Launch": "client",
+    "ResourceList": "client",
     "ProviderConfig": "config",
     "Secret": "config",
     "Settings": "config",
@@ -212,7 +213,7 @@ _LAZY: dict[str, str] = {
     "Provider": "provider",
     "ProviderBase": "provider",
     "ProviderInfo": "registry",
-    "providers": "providers",
+    "list_providers": "registry",
     "RENDEZVOUS_VARIABLES": "rendezvous",
     "rendezvous_env": "rendezvous",
 }
@@ -225,7 +226,7 @@ def __getattr__(name: str) -> Any:
     from importlib import import_module
 
     imported = import_module(f".{module}", __name__)
-    value = imported if module == name else getattr(imported, name)
+    value = getattr(imported, name)
     globals()[name] = value
     return value
 

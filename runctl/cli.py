@@ -68,9 +68,9 @@ def _resource_rows(resources: Sequence[Resource]) -> str:
 
 
 def cmd_providers(args: argparse.Namespace) -> int:
-    from .registry import providers
+    from .registry import list_providers
 
-    infos = providers(check=not args.no_check)
+    infos = list_providers(check=not args.no_check)
     if args.json:
         _print_json(list(infos))
         return 0
@@ -89,10 +89,10 @@ def cmd_providers(args: argparse.Namespace) -> int:
 
 def cmd_doctor(args: argparse.Namespace) -> int:
     from .config import load_settings
-    from .registry import providers
+    from .registry import list_providers
 
     settings = load_settings()
-    infos = providers(check=True)
+    infos = list_providers(check=True)
     report = {
         "home": str(settings.home),
         "config_file": str(settings.home / "config.toml"),
@@ -283,14 +283,16 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_ls(args: argparse.Namespace) -> int:
     with _client() as rc:
-        found = rc.list(providers=args.provider or None)
-    if not args.all:
-        found = [r for r in found if not r.is_terminal]
+        listed = rc.list(providers=args.provider or None)
+    found = list(listed) if args.all else [r for r in listed if not r.is_terminal]
     if args.json:
         _print_json(found)
     else:
         print(_resource_rows(found))
-    return 0
+    # A provider that could not be asked is said, not hidden behind a shorter table.
+    for name, error in sorted(listed.errors.items()):
+        print(f"runctl: {name}: could not list: {error}", file=sys.stderr)
+    return 1 if listed.errors else 0
 
 
 def cmd_reconcile(args: argparse.Namespace) -> int:

@@ -383,15 +383,51 @@ class AsyncClient:
 
     async def list(
         self, *, providers: Sequence[str] | None = None, tags: Mapping[str, str] | None = None
-    ) -> list[Resource]:
-        """Resources runctl launched, across ``providers`` (default: every usable one)."""
-        names, _ = self._usable_provider_names(tuple(providers or ()))
-        found: list[Resource] = []
+    ) -> ResourceList:
+        """Resources runctl launched, across ``providers`` (default: every usable one).
+
+        Providers are asked concurrently. One that fails (or, when named in
+        ``providers``, is not usable here) does not hide the others: its error is in
+        the result's ``errors`` and what the others listed is returned.
+        """
+        wanted = tuple(providers or ())
+        names, skipped = self._usable_provider_names(wanted)
+        errors: dict[str, RunctlError] = {}
+        if wanted:
+            for name, reason in skipped.items():
+                errors[name] = RunctlError(f"{name}: not asked: {reason}")
+        built = self._build_providers(names, errors)
+        listed: dict[str, Sequence[Resource]] = {}
+
+        async def ask(name: str, provider: Provider) -> None:
+            try:
+                listed[name] = await provider.list(tags=tags)
+            except Exception as e:  # a plugin's bug must not hide the other providers
+                errors[name] = _isolated(name, e)
+
+        async with anyio.create_task_group() as tg:
+            for name, provider in built.items():
+                tg.start_soon(ask, name, provider)
+        found = ResourceList(errors=errors)
         for name in names:
-            for resource in await self.provider(name).list(tags=tags):
+            for resource in listed.get(name, ()):
                 self._remember(resource)
                 found.append(self._with_launch_price(resource))
+        for name, error in errors.items():
+            logger.warning("runctl: listing %s failed: %s", name, error)
         return found
+
+    def _build_providers(
+        self, names: Sequence[str], errors: dict[str, RunctlError]
+    ) -> dict[str, Provider]:
+        """The provider objects of ``names``; one that cannot be built goes to ``errors``."""
+        built: dict[str, Provider] = {}
+        for name in names:
+            try:
+                built[name] = self.provider(name)
+            except Exception as e:
+                errors[name] = _isolated(name, e)
+        return built
 
     async def _transition(
         self, resource: ResourceRef, provider: str | None, wanted: ResourceState, op: str
@@ -544,9 +580,18 @@ class AsyncClient:
             self._ledger = Ledger(self.settings.home / "ledger.sqlite3")
         return self._ledger
 
-    def _providers_by_name(self, providers: Sequence[str] | None) -> dict[str, Provider]:
-        names, _ = self._usable_provider_names(tuple(providers or ()))
-        return {name: self.provider(name) for name in names}
+    def _providers_by_name(
+        self, providers: Sequence[str] | None
+    ) -> tuple[dict[str, Provider], dict[str, str]]:
+        """The usable providers among ``providers`` (default all), and why others are left out."""
+        wanted = tuple(providers or ())
+        names, skipped = self._usable_provider_names(wanted)
+        errors: dict[str, RunctlError] = {}
+        built = self._build_providers(names, errors)
+        reasons = {name: str(e) for name, e in errors.items()}
+        if wanted:
+            reasons.update({name: f"not asked: {why}" for name, why in skipped.items()})
+        return built, reasons
 
     async def reconcile(self, *, providers: Sequence[str] | None = None) -> ReconcileReport:
         """Bring the ledger in line with what the providers report.
@@ -560,7 +605,9 @@ class AsyncClient:
         """
         from .lifecycle import reconcile
 
-        return await reconcile(self.ledger, self._providers_by_name(providers))
+        built, errors = self._providers_by_name(providers)
+        report = await reconcile(self.ledger, built)
+        return attrs.evolve(report, errors={**errors, **report.errors}) if errors else report
 
     async def cleanup(
         self, *, dry_run: bool = True, providers: Sequence[str] | None = None
@@ -574,7 +621,37 @@ class AsyncClient:
         """
         from .lifecycle import cleanup
 
-        return await cleanup(self.ledger, self._providers_by_name(providers), dry_run=dry_run)
+        built, errors = self._providers_by_name(providers)
+        report = await cleanup(self.ledger, built, dry_run=dry_run)
+        return attrs.evolve(report, errors={**errors, **report.errors}) if errors else report
+
+
+class ResourceList(list[Resource]):
+    """What :meth:`AsyncClient.list` returns: the resources found, and what failed.
+
+    A plain ``list`` of :class:`~runctl.Resource`, plus ``errors``: the providers
+    that could not be asked, each with its error, so a broken or unreachable
+    provider is reported without hiding what the others listed.
+    """
+
+    def __init__(
+        self, resources: Iterable[Resource] = (), *, errors: Mapping[str, RunctlError] | None = None
+    ) -> None:
+        super().__init__(resources)
+        self.errors: dict[str, RunctlError] = dict(errors or {})
+
+    def __repr__(self) -> str:
+        failed = f", errors={sorted(self.errors)}" if self.errors else ""
+        return f"ResourceList({list.__repr__(self)}{failed})"
+
+
+def _isolated(name: str, error: Exception) -> RunctlError:
+    """``error`` from provider ``name`` as a runctl error (a plugin's own bug included)."""
+    if isinstance(error, RunctlError):
+        return error
+    wrapped = RunctlError(f"{name}: the provider failed: {type(error).__name__}: {error}")
+    wrapped.__cause__ = error
+    return wrapped
 
 
 class _AsyncLaunch(AbstractAsyncContextManager[Resource]):
@@ -784,7 +861,7 @@ class Client:
 
     def list(
         self, *, providers: Sequence[str] | None = None, tags: Mapping[str, str] | None = None
-    ) -> list[Resource]:
+    ) -> ResourceList:
         """See :meth:`AsyncClient.list`."""
         return self._call(self._async.list, providers=providers, tags=tags)
 

@@ -104,6 +104,13 @@ def _describe(error: BaseException) -> str:
 # --- guards -------------------------------------------------------------------------------------
 
 
+def _describe_failure(error: Exception) -> str:
+    """A provider's failure as shown in reports; a non-runctl exception is named as a bug."""
+    if isinstance(error, RunctlError):
+        return str(error)
+    return f"the provider failed: {type(error).__name__}: {error}"
+
+
 def apply_default_ttl(spec: LaunchSpec, default_ttl_hours: float | None) -> LaunchSpec:
     """``spec`` with the default TTL applied when it sets none.
 
@@ -606,8 +613,8 @@ async def reconcile(
                 r for r in await provider.list(tags=_MANAGED)
                 if r.state is not ResourceState.TERMINATED
             ]
-        except RunctlError as e:
-            errors[name] = str(e)
+        except Exception as e:  # one provider's failure (or bug) must not stop the others
+            errors[name] = _describe_failure(e)
             continue
         by_id = {r.id: r for r in listed}
         by_launch: dict[str, list[Resource]] = {}
@@ -764,8 +771,8 @@ async def cleanup(
     for name, provider in providers.items():
         try:
             listed = await provider.list(tags=_MANAGED)
-        except RunctlError as e:
-            errors[name] = str(e)
+        except Exception as e:  # one provider's failure (or bug) must not stop the others
+            errors[name] = _describe_failure(e)
             continue
         for resource in listed:
             if resource.state in _GONE:

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "API_VERSION",
+    "MIN_API_VERSION",
     "Availability",
     "Provider",
     "ProviderBase",
@@ -48,8 +49,13 @@ __all__ = [
 ]
 
 #: Version of this protocol. A provider declares the version it was written for in
-#: ``api_version``; the registry refuses a provider written for a newer one.
-API_VERSION = 1
+#: ``api_version``; the registry refuses a provider that declares none, or one outside
+#: ``MIN_API_VERSION`` to ``API_VERSION``. Version 2 (runctl 0.2) defines multi-node
+#: launches, argv versus shell commands, ``terminate`` of an unknown id and who recovers
+#: a lost answer (docs/plugins.md, "Changes in API 2").
+API_VERSION = 2
+#: The oldest protocol version this runctl still drives.
+MIN_API_VERSION = 2
 
 
 @attrs.frozen(kw_only=True)

@@ -5,15 +5,22 @@ a third-party plugin registers its own, so there is one path for both.
 
 - Listing reads installed distributions' metadata only; no provider module is
   imported until the provider is used (or its availability is checked).
-- Two distributions claiming the same name is a :class:`~runctl.errors.PluginError`
-  naming both; neither silently wins.
+- Two plugins claiming the same name is a :class:`~runctl.errors.PluginError`
+  naming both; neither silently wins. A plugin claiming a built-in provider's
+  name (``local``, ``runpod`` ...) never disables the built-in: the built-in is
+  used and the plugin is reported as broken.
+- An entry-point name that is not a lowercase slug can never be used, so it is
+  reported as broken, not listed as usable.
+- A provider written for another :data:`~runctl.provider.API_VERSION`, or that
+  declares none, is refused with a message that says which it needs.
 - A plugin that fails to import or does not satisfy the protocol is reported in
-  :func:`providers` (and ``runctl doctor``) and never breaks the others.
+  :func:`list_providers` (and ``runctl doctor``) and never breaks the others.
 """
 
 from __future__ import annotations
 
 import inspect
+import re
 import threading
 from collections.abc import Iterable, Sequence
 from importlib.metadata import EntryPoint, entry_points
@@ -27,16 +34,21 @@ if TYPE_CHECKING:
     from .config import ProviderConfig, Settings
     from .provider import Provider, ProviderFactory
 
-__all__ = ["ENTRY_POINT_GROUP", "ProviderInfo", "Registry", "default_registry", "providers"]
+__all__ = ["ENTRY_POINT_GROUP", "ProviderInfo", "Registry", "default_registry", "list_providers"]
 
 ENTRY_POINT_GROUP = "runctl.providers"
+
+#: The distribution whose entry points are the built-in providers.
+_BUILT_IN_DISTRIBUTION = "runctl"
+#: What a provider name looks like (the same rule as ``LaunchSpec.provider``).
+_SLUG = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 
 _ASYNC_METHODS = ("offers", "launch", "get", "list", "terminate", "stop", "start", "aclose")
 
 
 @attrs.frozen(kw_only=True)
 class ProviderInfo:
-    """One registered provider, as ``runctl.providers()`` reports it.
+    """One registered provider, as :func:`runctl.list_providers` reports it.
 
     Attributes:
         name: the provider's name (its entry-point name).
@@ -62,6 +74,11 @@ class ProviderInfo:
         return self.error is None and self.usable is not False
 
 
+def _is_built_in(ep: EntryPoint) -> bool:
+    dist = getattr(ep, "dist", None)
+    return dist is not None and dist.metadata["Name"] == _BUILT_IN_DISTRIBUTION
+
+
 def _dist_label(ep: EntryPoint) -> str:
     dist = getattr(ep, "dist", None)
     if dist is None:
@@ -84,6 +101,14 @@ class Registry:
             # The same distribution seen twice on sys.path is one claim, not a clash.
             if all((_dist_label(c), c.value) != (_dist_label(ep), ep.value) for c in claims):
                 claims.append(ep)
+        # A plugin may not take a built-in's name: the built-in stays, the plugin is
+        # kept aside to be reported (torchx's load_group lets the last one win silently).
+        self._shadowing: list[EntryPoint] = []
+        for name, claims in by_name.items():
+            built_in = [ep for ep in claims if _is_built_in(ep)]
+            if built_in and len(claims) > 1:
+                self._shadowing.extend(ep for ep in claims if not _is_built_in(ep))
+                by_name[name] = built_in
         self._eps = by_name
         self._loaded: dict[str, ProviderFactory] = {}
         self._failures: dict[str, str] = {}
@@ -97,6 +122,14 @@ class Registry:
         return name in self._eps
 
     def _clash(self, name: str) -> str | None:
+        """Why ``name`` cannot be used whatever its module holds, or ``None``."""
+        if not _SLUG.match(name):
+            (ep,) = self._eps[name][:1]
+            return (
+                f"provider name {name!r} (from {_dist_label(ep)}) is not a lowercase slug "
+                "(a letter, then letters, digits, '-' or '_'), so it can never be used; "
+                "the plugin must rename its entry point"
+            )
         claims = self._eps[name]
         if len(claims) < 2:
             return None
@@ -190,6 +223,19 @@ class Registry:
                 result.append(attrs.evolve(base, error=str(e)))
                 continue
             result.append(attrs.evolve(base, loaded=True, **_availability(factory, settings, name)))
+        for ep in self._shadowing:
+            result.append(
+                ProviderInfo(
+                    name=ep.name,
+                    target=ep.value,
+                    distribution=_dist_label(ep),
+                    error=(
+                        f"{_dist_label(ep)} ({ep.value}) claims the built-in provider name "
+                        f"{ep.name!r}; the built-in is used and this plugin is ignored: "
+                        "it must register under another name"
+                    ),
+                )
+            )
         return result
 
 
@@ -216,11 +262,26 @@ def _protocol_problem(name: str, factory: Any) -> str | None:
     declared = getattr(factory, "name", None)
     if declared is not None and declared != name:
         return f"declares name {declared!r} but is registered as {name!r}"
-    from .provider import API_VERSION
+    from .provider import API_VERSION, MIN_API_VERSION
 
-    version = getattr(factory, "api_version", API_VERSION)
-    if not isinstance(version, int) or version > API_VERSION:
-        return f"needs provider API version {version!r}; this runctl has {API_VERSION}"
+    version = getattr(factory, "api_version", None)
+    if version is None:
+        return (
+            f"declares no api_version; set api_version = {API_VERSION} once it follows "
+            f"provider API {API_VERSION} (see docs/plugins.md), or inherit ProviderBase"
+        )
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        return f"declares api_version {version!r}; provider API versions start at 1"
+    if version > API_VERSION:
+        return (
+            f"needs provider API version {version}; this runctl has {API_VERSION}: upgrade runctl"
+        )
+    if version < MIN_API_VERSION:
+        return (
+            f"was written for provider API version {version}; this runctl needs "
+            f"{MIN_API_VERSION} to {API_VERSION} (see 'Changes in API {API_VERSION}' in "
+            "docs/plugins.md): upgrade the plugin"
+        )
     return None
 
 
@@ -237,7 +298,7 @@ def default_registry() -> Registry:
         return _default
 
 
-def providers(*, check: bool = True) -> Sequence[ProviderInfo]:
+def list_providers(*, check: bool = True) -> Sequence[ProviderInfo]:
     """Every registered provider, whether it is usable here, and why not.
 
     Args:

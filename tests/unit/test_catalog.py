@@ -147,7 +147,7 @@ def test_fresh_snapshot_does_not_warn() -> None:
 class FakeProvider:
     """A provider that answers offers() with fixed offers, or fails."""
 
-    api_version = 1
+    api_version = 2
 
     def __init__(self, name: str, offers: Sequence[Offer] | None) -> None:
         self.name = name

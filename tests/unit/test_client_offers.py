@@ -23,7 +23,7 @@ pytestmark = pytest.mark.anyio
 class FakeLive:
     """A provider whose offers() is scripted (a plugin, as far as the client knows)."""
 
-    api_version = 1
+    api_version = 2
 
     def __init__(self, name: str, offers=(), *, error=None, delay=0.0):
         self.name = name
@@ -120,7 +120,7 @@ def test_with_no_network_offers_come_from_the_snapshot_quickly_and_sources_are_r
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
     assert result["n"] == 3
-    installed = {i.name for i in runctl.providers(check=False)}
+    installed = {i.name for i in runctl.list_providers(check=False)}
     live_rest = {n for n in ("runpod", "vast") if n in installed}
     assert live_rest <= set(result["errors"])
     assert result["s"] < 5

@@ -21,10 +21,10 @@ def test_all_is_pinned():
             "NotFoundError", "Offer", "OfferList", "OfferQuery", "PluginError", "Price", "Provider",
             "ProviderBase", "ProviderConfig", "ProviderConnectionError", "ProviderError", "ProviderInfo",
             "ProviderTimeoutError", "QuotaExceededError", "RENDEZVOUS_VARIABLES", "RateLimitedError", "Resource",
-            "ResourceEndedError", "ResourceState", "RunctlError", "Secret", "ServerError", "Settings",
+            "ResourceEndedError", "ResourceList", "ResourceState", "RunctlError", "Secret", "ServerError", "Settings",
             "TerminationUnverifiedError", "UnsupportedOperationError", "ValidationError",
             "WaitTimeoutError", "__version__", "estimate", "from_json", "load_settings",
-            "normalize_gpu", "providers", "rendezvous_env", "to_json",
+            "list_providers", "normalize_gpu", "rendezvous_env", "to_json",
         ]
     )
 
@@ -70,16 +70,17 @@ def test_import_runctl_loads_no_provider_no_sdk_and_no_heavy_dependency():
 
 
 def test_listing_providers_from_metadata_imports_no_provider_module():
-    loaded = _modules_after("import runctl; runctl.providers(check=False)")
+    loaded = _modules_after("import runctl; runctl.list_providers(check=False)")
     assert not [m for m in loaded if m.startswith("runctl.providers.")]
 
 
-def test_runctl_providers_stays_callable_after_a_provider_module_is_imported():
-    # Python binds runctl.providers to the runctl/providers package on import of any
-    # provider module; the public runctl.providers() must survive that.
+def test_listing_providers_is_the_same_whatever_was_imported_before():
+    # runctl.providers is the package of built-in providers, a plain module; the
+    # listing has its own name, so import order cannot change what either means.
     import runctl.providers.local
 
-    names = [info.name for info in runctl.providers(check=False)]
+    assert isinstance(runctl.providers, type(runctl))
+    names = [info.name for info in runctl.list_providers(check=False)]
     assert "local" in names
 
 

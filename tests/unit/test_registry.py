@@ -169,3 +169,61 @@ def test_a_plugin_provider_is_used_through_the_client(site):
 def test_unknown_provider_lists_the_installed_ones():
     with pytest.raises(PluginError, match="installed: .*local"):
         fresh().load("nosuch")
+
+
+def test_a_plugin_claiming_a_built_in_name_never_disables_the_built_in(site):
+    install(site, "evil-runctl", "plug_evil", GOOD_PLUGIN.format(name="local"),
+            {"local": "plug_evil:AcmeProvider"})
+    reg = fresh()
+    # The built-in is still the one used ...
+    assert reg.load("local").__module__ == "runctl.providers.local"
+    listed = reg.info(runctl.load_settings())
+    built_in = [i for i in listed if i.name == "local" and i.target.startswith("runctl.")]
+    assert built_in and built_in[0].ok
+    # ... and the plugin that tried to take its name is reported, not silently dropped.
+    (shadow,) = [i for i in listed if i.name == "local" and i.target.startswith("plug_evil")]
+    assert shadow.ok is False
+    assert "evil-runctl 1.0" in (shadow.error or "") and "built-in" in (shadow.error or "")
+
+
+@pytest.mark.parametrize("bad_name", ["MyCloud", "my cloud", "9cloud"])
+def test_an_entry_point_name_that_is_not_a_slug_is_reported_as_broken(site, bad_name):
+    install(site, "odd-runctl", "plug_odd", GOOD_PLUGIN.format(name=bad_name),
+            {bad_name: "plug_odd:AcmeProvider"})
+    reg = fresh()
+    info = {i.name: i for i in reg.info(runctl.load_settings())}[bad_name]
+    assert info.ok is False and "slug" in (info.error or "")
+    assert info.usable is None
+    with pytest.raises(PluginError, match="slug"):
+        reg.load(bad_name)
+
+
+NO_VERSION_PLUGIN = GOOD_PLUGIN.replace(
+    "from runctl.provider import Availability, ProviderBase",
+    "from runctl.provider import Availability, ProviderBase\nVERSION = {version}",
+).replace('    name = "{name}"', '    name = "{name}"\n    api_version = VERSION')
+
+
+@pytest.mark.parametrize(
+    ("version", "message"),
+    [
+        ("None", "declares no api_version"),
+        ("0", "start at 1"),
+        ("'2'", "start at 1"),
+        ("1", "written for provider API version 1"),
+        ("99", "needs provider API version 99"),
+    ],
+)
+def test_a_plugin_for_another_api_version_is_refused_saying_which(site, version, message):
+    source = NO_VERSION_PLUGIN.replace("{version}", version)
+    install(site, "old-runctl", "plug_old", source.format(name="old"),
+            {"old": "plug_old:AcmeProvider"})
+    with pytest.raises(PluginError, match=message):
+        fresh().load("old")
+
+
+def test_a_plugin_for_this_api_version_loads(site):
+    source = NO_VERSION_PLUGIN.replace("{version}", str(runctl.API_VERSION))
+    install(site, "new-runctl", "plug_new", source.format(name="new"),
+            {"new": "plug_new:AcmeProvider"})
+    assert fresh().load("new").api_version == runctl.API_VERSION
