@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -227,58 +226,53 @@ def cmd_launch(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Launch, stream the logs, wait for the end, terminate, and report the cost."""
-    from .errors import WaitTimeoutError
+    from .errors import ValidationError
 
     spec = _spec_from(args)
     with _client() as rc:
-        name = spec.provider or rc.settings.default_provider
-        caps = rc.provider(name).capabilities
-        if not caps.exit_code and args.timeout is None:
-            # Checked before launching: without it the run would bill until someone noticed.
-            from .errors import ValidationError
-
-            raise ValidationError(
-                "--timeout",
-                f"{name} cannot tell when the command ends, so `runctl run` would never "
-                "finish; give --timeout SECONDS to tear the machine down then",
-                allowed="a number of seconds; or use `runctl launch` and `runctl terminate`",
+        try:
+            result = rc.run(
+                spec,
+                timeout=args.timeout,
+                start_timeout=args.start_timeout,
+                on_log=lambda line: print(line, flush=True),
+                progress=_RunProgress(),
             )
-        launch = rc.launch(spec)
-        with launch as res:
-            print(f"runctl: launched {res.id} on {res.provider}", file=sys.stderr)
-            rc.wait(res, until="running", timeout=args.start_timeout)
-            deadline = None if args.timeout is None else time.monotonic() + args.timeout
-            if caps.follow_logs:
-                for line in rc.logs(res, follow=True, timeout=args.timeout):
-                    print(line, flush=True)
-            left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            try:
-                done = rc.wait(res, until="finished", timeout=left)
-            except WaitTimeoutError as e:
-                done = e.resource
-                print(f"runctl: --timeout {args.timeout:g} s reached; terminating", file=sys.stderr)
-            if caps.logs and not caps.follow_logs:
-                # Logs that cannot be followed are read once, before the machine goes.
-                for line in rc.logs(res):
-                    print(line, flush=True)
-        final = launch.resource  # as observed after teardown
-        cost = rc.cost(final)
+        except ValidationError as e:
+            if e.field in ("timeout", "start_timeout"):
+                flag = "--" + e.field.replace("_", "-")
+                raise ValidationError(
+                    flag, e.problem.replace("a timeout in seconds", f"{flag} SECONDS"),
+                    allowed=e.allowed,
+                ) from None
+            raise
+    final, done_state = result.resource, result.outcome
+    if result.timed_out:
+        print(f"runctl: --timeout {args.timeout:g} s reached; terminated", file=sys.stderr)
     took = ""
     if final.started_at and final.ended_at:
         took = f" in {(final.ended_at - final.started_at).total_seconds():.1f} s"
-    code = "" if final.exit_code is None else f", exit code {final.exit_code}"
-    now = "" if final.state is done.state else f"; now {final.state.value}"
+    code = "" if result.exit_code is None else f", exit code {result.exit_code}"
+    now = "" if final.state is done_state else f"; now {final.state.value}"
     print(
-        f"runctl: {final.id} {done.state.value}{code}{took}{now}; cost {_money(cost)}",
+        f"runctl: {final.id} {done_state.value}{code}{took}{now}; cost {_money(result.cost)}",
         file=sys.stderr,
     )
     if args.json:
-        _print_json({"resource": final, "cost": cost})
-    if done.exit_code is not None:
-        return done.exit_code
-    if not done.is_terminal:
-        return 124  # ended by --timeout, like timeout(1)
-    return 0 if done.state.value == "succeeded" else 1
+        _print_json({"resource": final, "cost": result.cost})
+    return result.returncode
+
+
+class _RunProgress:
+    """Says once on stderr where the run was launched."""
+
+    def __init__(self) -> None:
+        self.said = False
+
+    def __call__(self, res: Resource) -> None:
+        if not self.said:
+            self.said = True
+            print(f"runctl: launched {res.id} on {res.provider}", file=sys.stderr)
 
 
 def cmd_ls(args: argparse.Namespace) -> int:

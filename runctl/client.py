@@ -56,6 +56,7 @@ from .models import (
     OfferQuery,
     Resource,
     ResourceState,
+    RunResult,
 )
 from .registry import Registry, default_registry
 
@@ -483,19 +484,119 @@ class AsyncClient:
         return self._with_launch_price(result)
 
     async def logs(
-        self, resource: ResourceRef, *, follow: bool = False, provider: str | None = None
+        self,
+        resource: ResourceRef,
+        *,
+        follow: bool = False,
+        provider: str | None = None,
+        timeout: float | None = None,
     ) -> AsyncIterator[str]:
         """The workload's output, line by line.
 
         Args:
             follow: keep reading as lines are written, until the resource ends.
+            timeout: stop (quietly) after this many seconds.
         """
+        _check_timeout("timeout", timeout)
         rid, name = self._locate(resource, provider)
         impl = self.provider(name)
         if not impl.capabilities.logs:
             raise UnsupportedOperationError(name, "logs", "see its capabilities")
-        async for line in impl.logs(rid, follow=follow):
-            yield line
+        lines = impl.logs(rid, follow=follow)
+        if timeout is None:
+            async for line in lines:
+                yield line
+            return
+        deadline = anyio.current_time() + timeout
+        try:
+            while True:
+                got = False
+                # The cancel scope is entered and left between two yields, never across one.
+                with anyio.move_on_after(deadline - anyio.current_time()):
+                    line = await lines.__anext__()
+                    got = True
+                if not got:
+                    return
+                yield line
+        except StopAsyncIteration:
+            return
+        finally:
+            aclose = getattr(lines, "aclose", None)
+            if aclose is not None:
+                with anyio.CancelScope(shield=True):
+                    await aclose()
+
+    async def run(
+        self,
+        spec: LaunchSpec,
+        *,
+        timeout: float | None = None,
+        start_timeout: float | None = 1800.0,
+        on_log: Callable[[str], Awaitable[None] | None] | None = None,
+        progress: Progress | None = None,
+    ) -> RunResult:
+        """Launch ``spec``, stream its logs, wait for the command to end, tear it down.
+
+        What ``runctl run`` does, for notebooks and tools: the resource is
+        terminated when the command ends, when ``timeout`` runs out, and on any
+        error or cancellation (Ctrl-C included).
+
+        Args:
+            spec: what to run.
+            timeout: end the run this many seconds after the resource starts running,
+                logs included (``None``: when the command ends). Required on a provider
+                that cannot tell when the command ends (no ``exit_code`` capability),
+                or the machine would bill until someone noticed.
+            start_timeout: give up if it is not running after this many seconds.
+            on_log: called (sync or async) with each line of output; ``None`` reads none.
+                Followed as it is written where the provider can, else read once at the end.
+            progress: called (sync or async) with the resource at each state change.
+
+        Returns:
+            The outcome, exit code and cost, and the resource as seen after teardown.
+
+        Raises:
+            ValidationError: no ``timeout`` on a provider that cannot report the end.
+            WaitTimeoutError: not running within ``start_timeout`` (it was terminated).
+        """
+        _check_timeout("timeout", timeout)
+        _check_timeout("start_timeout", start_timeout)
+        name = spec.provider or (spec.offer.provider if spec.offer else None)
+        name = name or self.settings.default_provider
+        caps = self.provider(name).capabilities
+        if not caps.exit_code and timeout is None:
+            # Checked before launching: without it the run would bill until someone noticed.
+            raise ValidationError(
+                "timeout",
+                f"{name} cannot tell when the command ends, so the run would never finish; "
+                "give a timeout in seconds to tear the machine down then",
+                allowed="seconds > 0; or launch() and terminate() yourself",
+            )
+        launch = self.launch(spec)
+        timed_out = False
+        async with launch as res:
+            await self.wait(res, until="running", timeout=start_timeout, progress=progress)
+            deadline = None if timeout is None else anyio.current_time() + timeout
+            if caps.follow_logs and on_log is not None:
+                async for line in self.logs(res, follow=True, timeout=timeout):
+                    await _maybe_await(on_log(line))
+            left = None if deadline is None else max(0.0, deadline - anyio.current_time())
+            try:
+                done = await self.wait(res, until="finished", timeout=left, progress=progress)
+            except WaitTimeoutError as e:
+                done, timed_out = e.resource, True
+            if caps.logs and not caps.follow_logs and on_log is not None:
+                # Logs that cannot be followed are read once, before the machine goes.
+                async for line in self.logs(res):
+                    await _maybe_await(on_log(line))
+        final = launch.resource or done  # as observed after teardown
+        return RunResult(
+            resource=final,
+            outcome=done.state,
+            exit_code=done.exit_code,
+            timed_out=timed_out,
+            cost=await self.cost(final),
+        )
 
     async def wait(
         self,
@@ -645,6 +746,18 @@ class ResourceList(list[Resource]):
         return f"ResourceList({list.__repr__(self)}{failed})"
 
 
+def _check_timeout(field: str, value: object) -> None:
+    if value is None:
+        return
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value < 0
+    ):
+        raise ValidationError(field, f"{value!r} is invalid", allowed="seconds >= 0, or None")
+
+
 def _isolated(name: str, error: Exception) -> RunctlError:
     """``error`` from provider ``name`` as a runctl error (a plugin's own bug included)."""
     if isinstance(error, RunctlError):
@@ -662,6 +775,11 @@ class _AsyncLaunch(AbstractAsyncContextManager[Resource]):
         self._spec = spec
         self._resource: Resource | None = None
 
+    @property
+    def resource(self) -> Resource | None:
+        """The resource as launched, then as observed after the block terminated it."""
+        return self._resource
+
     def __await__(self) -> Generator[Any, None, Resource]:
         return self._client._launch(self._spec).__await__()
 
@@ -678,7 +796,7 @@ class _AsyncLaunch(AbstractAsyncContextManager[Resource]):
         assert self._resource is not None
         with anyio.CancelScope(shield=True):
             try:
-                await self._client.terminate(self._resource)
+                self._resource = await self._client.terminate(self._resource)
             except Exception:
                 if exc is None:
                     raise
@@ -918,6 +1036,26 @@ class Client:
     ) -> CleanupReport:
         """See :meth:`AsyncClient.cleanup`."""
         return self._call(self._async.cleanup, dry_run=dry_run, providers=providers)
+
+    def run(
+        self,
+        spec: LaunchSpec,
+        *,
+        timeout: float | None = None,
+        start_timeout: float | None = 1800.0,
+        on_log: Callable[[str], Awaitable[None] | None] | None = None,
+        progress: Progress | None = None,
+    ) -> RunResult:
+        """See :meth:`AsyncClient.run`. ``on_log`` and ``progress`` are called from
+        runctl's event-loop thread. Ctrl-C tears the resource down, then raises."""
+        return self._call(
+            self._async.run,
+            spec,
+            timeout=timeout,
+            start_timeout=start_timeout,
+            on_log=on_log,
+            progress=progress,
+        )
 
     def logs(
         self,

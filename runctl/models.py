@@ -23,6 +23,7 @@ from .errors import ValidationError
 
 __all__ = [
     "TERMINAL_STATES",
+    "RunResult",
     "Capabilities",
     "Gpu",
     "LaunchSpec",
@@ -630,3 +631,42 @@ class Resource:
     def evolve(self, **changes: Any) -> Resource:
         """Return a copy with ``changes`` applied."""
         return attrs.evolve(self, **changes)
+
+
+@attrs.frozen(kw_only=True)
+class RunResult:
+    """What :meth:`runctl.AsyncClient.run` did: the command's outcome, and what it cost.
+
+    Attributes:
+        resource: the resource as observed after teardown (the provider may no
+            longer know it; then as last seen).
+        outcome: the state the run ended in: SUCCEEDED, FAILED or PREEMPTED when
+            the command ended, or the state it was in when ``timeout`` ran out.
+        exit_code: the command's exit code, where the provider reports it.
+        timed_out: the run was ended by its ``timeout``, not by the command.
+        cost: what it cost, at the price it was launched at (``None``: price unknown).
+    """
+
+    resource: Resource
+    outcome: ResourceState
+    exit_code: int | None = None
+    timed_out: bool = False
+    cost: Money | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when the command ran to the end and succeeded."""
+        return self.outcome is ResourceState.SUCCEEDED and not self.timed_out
+
+    @property
+    def returncode(self) -> int:
+        """A process exit status for the run, as ``runctl run`` exits with it.
+
+        The command's exit code when known; 124 when ``timeout`` ended it (as
+        ``timeout(1)`` does); else 0 for SUCCEEDED and 1 for anything else.
+        """
+        if self.exit_code is not None and not self.timed_out:
+            return self.exit_code
+        if self.timed_out:
+            return 124
+        return 0 if self.outcome is ResourceState.SUCCEEDED else 1

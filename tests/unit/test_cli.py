@@ -70,7 +70,7 @@ def test_run_timeout_terminates_and_exits_124():
     out = run("run", "--timeout", "1", "--", sys.executable, "-c",
               "import time; print('start', flush=True); time.sleep(60)", check=False)
     assert out.returncode == 124
-    assert "--timeout 1 s reached; terminating" in out.stderr
+    assert "--timeout 1 s reached; terminated" in out.stderr
     assert json.loads(run("ls", "--json").stdout) == []
 
 
