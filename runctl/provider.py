@@ -73,10 +73,34 @@ class Availability:
 
 @runtime_checkable
 class Provider(Protocol):
-    """What runctl needs from a provider. All I/O methods are coroutines.
+    """What runctl needs from a provider (protocol version 2). All I/O methods are coroutines.
 
-    Methods a provider cannot support raise
-    :class:`~runctl.errors.UnsupportedOperationError`; they never silently do nothing.
+    The contract, beyond the signatures (docs/plugins.md has the long form):
+
+    - **Capabilities are promises.** Every operation ``capabilities`` advertises
+      works; every one it denies raises
+      :class:`~runctl.errors.UnsupportedOperationError` and never silently does nothing.
+    - **Errors are runctl's.** Every method raises only :class:`~runctl.errors.RunctlError`
+      subclasses (a library's own exception is wrapped with ``raise ... from``), and no
+      message, repr or log line holds a secret.
+    - **Commands.** ``spec.command`` as a list is an argv, run exactly as given and never
+      through a shell; a command given as one string (``LaunchSpec.shell``) is a shell
+      command line, run by ``/bin/sh -c``.
+    - **Who recovers what.** The core makes launches safe: it records the intent, and
+      when a launch fails without a clear answer, is cancelled or times out, it looks
+      for the launch id (``list(tags={TAG_LAUNCH_ID: ...})``) and adopts or terminates
+      what it finds. A provider never re-sends a non-idempotent create on its own
+      (the HTTP layer refuses to); it may retry idempotent reads, and passes its API's
+      own idempotency token (a client token, a request id) where there is one.
+    - **Multi-node.** ``spec.nodes > 1`` is launched only by a provider with the
+      ``multi_node`` capability (the client refuses it for the others, and such a provider
+      called directly raises ``UnsupportedOperationError``), as one resource that reports
+      every node in ``addresses``, with the rendezvous environment of
+      :mod:`runctl.rendezvous` set on every node.
+    - **Time.** ``ended_at`` is when the resource stopped billing: its removal, or the
+      command's end where nothing bills after it. A finished command whose machine still
+      bills (SUCCEEDED but not yet terminated) has no ``ended_at``, so the cost so far
+      keeps counting, as the provider's invoice does.
     """
 
     # Read-only members: a class attribute (``name = "runpod"``) or an instance
@@ -97,27 +121,56 @@ class Provider(Protocol):
         ...
 
     async def offers(self, query: OfferQuery) -> Sequence[Offer]:
-        """Machines the provider would rent now, priced. May pre-filter by ``query``."""
+        """Machines the provider would rent now, priced.
+
+        ``Offer.price.per_hour`` is the whole machine's price (all its GPUs), in
+        ``Decimal``. The core filters and sorts every provider's offers again, so
+        ``query`` is a hint: a provider may pre-filter to save a round trip, using only
+        the core's matchers (GPU models match exactly, never by substring).
+        """
         ...
 
     async def launch(self, spec: LaunchSpec) -> Resource:
         """Create the resource and start ``spec.command`` on it.
 
         Must be idempotent on ``spec.launch_id``: if a resource with that launch id
-        exists, return it instead of creating another.
+        exists, return it instead of creating another. The resource carries
+        ``spec.runctl_tags`` (managed-by, launch id, name, TTL and the user's tags), so
+        ``list(tags=...)`` finds it and a lost ledger can be rebuilt. A GPU model asked
+        for (``spec.gpu`` or ``spec.offer``) is launched exactly, or the launch fails with
+        :class:`~runctl.errors.CapacityError` naming the model: never a different one.
         """
         ...
 
     async def get(self, resource_id: str) -> Resource:
-        """The resource as the provider sees it now. Raises ``NotFoundError`` if unknown."""
+        """The resource as the provider sees it now.
+
+        Each documented raw state maps to a :class:`~runctl.ResourceState` in an explicit
+        table (``raw_state`` keeps the provider's word); the workload's exit code is in
+        ``exit_code`` where the provider can tell it (capability ``exit_code``): 0 is
+        SUCCEEDED, anything else FAILED.
+
+        Raises:
+            NotFoundError: the provider does not know the id (never a TERMINATED stand-in).
+        """
         ...
 
     async def list(self, *, tags: Mapping[str, str] | None = None) -> Sequence[Resource]:
-        """Resources runctl launched here, optionally only those carrying all ``tags``."""
+        """Resources runctl launched here (those with runctl's managed-by tag).
+
+        Only those carrying every one of ``tags``, when given. Ended resources the
+        provider still reports are included, in their terminal state; callers filter
+        with ``Resource.is_terminal``. Resources runctl did not launch never are.
+        """
         ...
 
     async def terminate(self, resource_id: str) -> Resource:
-        """Ask the provider to remove the resource; returns it as observed after asking."""
+        """Ask the provider to remove the resource; returns it as observed after asking.
+
+        Idempotent: terminating what is already gone, or an id the provider no longer
+        knows, returns it TERMINATED and raises nothing. The core then verifies the
+        end by polling ``get`` (:func:`runctl.lifecycle.terminate_verified`).
+        """
         ...
 
     async def stop(self, resource_id: str) -> Resource:
