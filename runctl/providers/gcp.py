@@ -757,7 +757,7 @@ class TpuNode:
             spot=bool(sched and (sched.flag("spot") or sched.flag("preemptible"))),
             created_at=f.timestamp("createTime"),
             addresses=tuple(addresses),
-            health=f.text("healthDescription"),
+            health=f.text("healthDescription") or None,
         )
 
     @property
@@ -776,7 +776,10 @@ class TpuNode:
 def _to_wire(message: Any) -> dict[str, Any]:
     """A proto-plus message as its REST JSON (camelCase keys, enum names)."""
     result: dict[str, Any] = type(message).to_dict(
-        message, use_integers_for_enums=False, preserving_proto_field_name=False
+        message,
+        use_integers_for_enums=False,
+        preserving_proto_field_name=False,
+        always_print_fields_with_no_presence=False,  # absent stays absent, as on the wire
     )
     return result
 
