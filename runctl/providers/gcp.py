@@ -1455,9 +1455,15 @@ class GcpProvider(ProviderBase):
                     o for o in every if o.instance_type == machine and o.spot == spec.spot
                 ]
         else:
-            from ..gpus import gpu_matches
+            from ..gpus import gpu_matches, normalize_gpu
 
             assert gpu_query is not None
+            if not normalize_gpu(gpu_query).known:
+                # A launch rents what was named exactly: no prefix or substring guesses.
+                raise ValidationError(
+                    "gpu", f"{gpu_query!r} is not a GPU or TPU model runctl knows",
+                    allowed="canonical models such as H100, A100-80GB, L4, T4, TPU v5e",
+                )
             matching = [
                 o
                 for o in every

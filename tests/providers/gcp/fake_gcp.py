@@ -232,10 +232,8 @@ class FakeGcp(FakeApi):
         """Time passes between two requests: operations nobody waits for finish."""
         target = f"/zones/{zone}/instances/{name}"
         for (z, op_name), entry in list(self.operations.items()):
-            if z == zone and entry["op"]["targetLink"].endswith(target) and entry.get("seen_by_get"):
+            if z == zone and entry["op"]["targetLink"].endswith(target):
                 self._finish(zone, op_name)
-            elif z == zone and entry["op"]["targetLink"].endswith(target):
-                entry["seen_by_get"] = True
 
     def _get(self, req: Request) -> Reply:
         key = (req.path_params["zone"], req.path_params["name"])
@@ -429,9 +427,17 @@ class FakeGcp(FakeApi):
 
             return Reply.json(self._lro(zone, response=response, effect=effect))
 
+    def _settle_lros(self) -> None:
+        """Time passes between two requests: operations nobody polls finish too."""
+        for entry in self.lros.values():
+            if entry.get("effect") is not None:
+                entry["effect"]()
+                entry["effect"] = None
+
     def _get_node(self, req: Request) -> Reply:
         zone, node_id = req.path_params["zone"], req.path_params["node"]
         with self.lock:
+            self._settle_lros()
             node = self.nodes.get((zone, node_id))
         if node is None:
             return rpc_error(404, "NOT_FOUND", f"node {node_id} not found")
@@ -512,6 +518,7 @@ class FakeGcp(FakeApi):
     def _get_queued(self, req: Request) -> Reply:
         zone, qr_id = req.path_params["zone"], req.path_params["qr"]
         with self.lock:
+            self._settle_lros()
             qr = self.queued.get((zone, qr_id))
         if qr is None:
             return rpc_error(404, "NOT_FOUND", f"queued resource {qr_id} not found")
