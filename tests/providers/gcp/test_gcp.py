@@ -87,8 +87,9 @@ def test_the_rendezvous_environment_is_set_on_each_tpu_host_from_its_metadata(tm
         "esac\n"
     )
     curl.chmod(0o755)
-    probe = [sys.executable, "-c", "import json,os; print(json.dumps({k: os.environ.get(k) for k in %r}))"
-             % (RENDEZVOUS_VARIABLES,)]
+    names = ",".join(repr(v) for v in RENDEZVOUS_VARIABLES)
+    probe = [sys.executable, "-c",
+             f"import json,os; print(json.dumps({{k: os.environ.get(k) for k in ({names},)}}))"]
     script = startup_script(LaunchSpec(command=probe, launch_id="slice1"), tpu_hosts=4)
     done = subprocess.run(["/bin/sh", "-c", script], capture_output=True, text=True, timeout=30,
                           env={**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}"})
