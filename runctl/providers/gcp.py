@@ -132,6 +132,7 @@ States
 from __future__ import annotations
 
 import builtins
+import contextlib
 import functools
 import hashlib
 import json
@@ -140,7 +141,15 @@ import re
 import shlex
 import threading
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -823,6 +832,7 @@ _RPC_CODES: Mapping[int, type[ProviderError]] = {
     16: AuthenticationError,  # UNAUTHENTICATED
 }
 _QUOTA_WORDS = re.compile(r"quota", re.IGNORECASE)
+_API_OFF = re.compile(r"SERVICE_DISABLED|has not been used|is disabled|not been enabled", re.I)
 _CAPACITY_WORDS = re.compile(
     r"resource_pool_exhausted|stockout|no more capacity|does not have enough resources|"
     r"insufficient capacity",
@@ -973,6 +983,23 @@ def startup_script(spec: LaunchSpec, *, tpu_hosts: int = 0, port: int | None = N
     return "\n".join(lines) + "\n"
 
 
+@contextlib.contextmanager
+def _operation_deadline(seconds: float, what: str) -> Iterator[None]:
+    """Bound a wait for an operation; running out is a timeout that may have applied."""
+    import anyio
+
+    try:
+        with anyio.fail_after(seconds):
+            yield
+    except TimeoutError:
+        error = ProviderTimeoutError(
+            f"{what}: the operation was not done after {seconds:g} s (it may still finish)",
+            provider=NAME,
+        )
+        error.maybe_applied = True
+        raise error from None
+
+
 def _serial_text(line: str) -> str | None:
     """The startup script's output on one serial-console line, or ``None`` for other lines."""
     found = _STARTUP_PREFIX.search(line)
@@ -1034,6 +1061,9 @@ class GcpProvider(ProviderBase):
         self._serial_next: dict[str, int] = {}
         self._serial_lines: dict[str, builtins.list[str]] = {}
         self._launch_ids: dict[str, str] = {}
+        #: VMs this object asked Google to delete: their STOPPING is a TERMINATING
+        self._deleting: set[str] = set()
+        self._offers: builtins.list[Offer] | None = None
 
     @property
     def capabilities(self) -> Capabilities:
@@ -1201,11 +1231,30 @@ class GcpProvider(ProviderBase):
             await anyio.sleep(seconds)
 
     def _snapshot_offers(self) -> builtins.list[Offer]:
-        from .. import catalog
-        from ..config import load_settings
+        """GCP's offers from the snapshot, composed once per provider object (blocking)."""
+        if self._offers is None:
+            from .. import catalog
+            from ..config import load_settings
 
-        snapshot = catalog.load_snapshot(load_settings(self.config.environ), warn=False)
-        return _composed(snapshot)
+            snapshot = catalog.load_snapshot(load_settings(self.config.environ), warn=False)
+            self._offers = _composed(snapshot)
+        return self._offers
+
+    async def aclose(self) -> None:
+        """Close the SDK clients' HTTP sessions."""
+        clients, self._clients = self._clients, None
+        if clients is None:
+            return
+        import anyio
+
+        def close() -> None:
+            for key in ("instances", "operations", "tpu"):
+                try:
+                    clients[key].transport.close()
+                except Exception:  # closing is best effort
+                    logger.debug("gcp: closing %s failed", key, exc_info=True)
+
+        await anyio.to_thread.run_sync(close)
 
     # --- offers ---------------------------------------------------------------------------------
 
@@ -1234,6 +1283,8 @@ class GcpProvider(ProviderBase):
             gpu = normalize_gpu(raw, provider=NAME)
         tags = inst.tags
         state = gce_state(inst.status)
+        if rid in self._deleting and state in (_S.STOPPING, _S.STOPPED):
+            state = _S.TERMINATING  # a delete in progress goes through STOPPING
         if price is None:
             price = self._price_of(
                 inst.machine_type, inst.accelerators, inst.zone, inst.provisioning_model == "SPOT"
@@ -1385,9 +1436,9 @@ class GcpProvider(ProviderBase):
             inst = GceInstance.from_wire(data)
             if all(inst.tags.get(k) == v for k, v in wanted.items()):
                 result.append(self._vm_resource(inst))
-        for node in await self._tpu_nodes():
-            if all(node.tags.get(k) == v for k, v in wanted.items()):
-                result.append(self._tpu_resource(node))
+        for tpu in await self._tpu_resources():
+            if all(tpu.tags.get(k) == v for k, v in wanted.items()):
+                result.append(tpu)
         return result
 
     async def _find(self, launch_id: str) -> Resource | None:
@@ -1426,6 +1477,13 @@ class GcpProvider(ProviderBase):
             target = _Target("tpu", accel, (), False, count=chips)
             candidates = [o for o in every if o.instance_type == accel and o.spot == spec.spot]
         elif wanted_type:
+            raw_row = re.fullmatch(r"([A-Z0-9-]+):(\d+)", wanted_type)
+            if raw_row and (raw_row.group(1), int(raw_row.group(2))) in MACHINES:
+                # A snapshot row ("H100:8", the accelerators alone): the machine carrying them.
+                row_key = (raw_row.group(1), int(raw_row.group(2)))
+                wanted_type = MACHINES[row_key].machine_type
+                if row_key[0] in N1_ACCELERATORS:
+                    wanted_type += f"+{ACCELERATOR_TYPES[row_key[0]]}:{row_key[1]}"
             machine, _, attached = wanted_type.partition("+")
             accel_type, n1_count = None, 0
             if attached:
@@ -1461,7 +1519,8 @@ class GcpProvider(ProviderBase):
             if not normalize_gpu(gpu_query).known:
                 # A launch rents what was named exactly: no prefix or substring guesses.
                 raise ValidationError(
-                    "gpu", f"{gpu_query!r} is not a GPU or TPU model runctl knows",
+                    "gpu",
+                    f"{gpu_query!r} is not a GPU or TPU model runctl knows",
                     allowed="canonical models such as H100, A100-80GB, L4, T4, TPU v5e",
                 )
             matching = [
@@ -1715,9 +1774,8 @@ class GcpProvider(ProviderBase):
 
     async def _wait_operation(self, zone: str, op: dict[str, Any], what: str) -> dict[str, Any]:
         """Wait for a zone operation to be DONE; raise its error if it failed."""
-        import anyio
 
-        with anyio.fail_after(self._operation_timeout):
+        with _operation_deadline(self._operation_timeout, what):
             while op.get("status") != "DONE":
                 name = str(op.get("name"))
 
@@ -1781,12 +1839,33 @@ class GcpProvider(ProviderBase):
             return ended(resource, code)
         return resource
 
-    async def _tpu_nodes(self) -> builtins.list[TpuNode]:
-        def run(c: dict[str, Any]) -> builtins.list[dict[str, Any]]:
-            where = f"projects/{self.project}/locations/-"  # every zone
-            return [_to_wire(n) for n in c["tpu"].list_nodes(parent=where)]
+    async def _tpu_resources(self) -> builtins.list[Resource]:
+        """Every TPU node, and every queued resource that has no node (yet), in every zone.
 
-        return [TpuNode.from_wire(d) for d in await self._call("list TPU nodes", run)]
+        A project without the Cloud TPU API enabled has none: that is not an error
+        for a user of GPU VMs only.
+        """
+
+        def run(c: dict[str, Any]) -> tuple[builtins.list[Any], builtins.list[Any]]:
+            where = f"projects/{self.project}/locations/-"  # every zone
+            nodes = [_to_wire(n) for n in c["tpu"].list_nodes(parent=where)]
+            queued = [_to_wire(q) for q in c["tpu"].list_queued_resources(parent=where)]
+            return nodes, queued
+
+        try:
+            nodes, queued = await self._call("list TPU nodes", run)
+        except (AuthenticationError, NotFoundError) as e:
+            if _API_OFF.search(e.message):
+                logger.debug("gcp: the Cloud TPU API is not enabled: no TPU VMs listed")
+                return []
+            raise
+        found = [self._tpu_resource(TpuNode.from_wire(d)) for d in nodes]
+        have = {r.id for r in found}
+        for q in queued:
+            parts = str(q.get("name", "")).split("/")
+            if len(parts) == 6 and f"tpu/{parts[3]}/{parts[5]}" not in have:
+                found.append(self._queued_resource(parts[3], parts[5], q))
+        return found
 
     async def _get_tpu(self, zone: str, name: str) -> Resource:
         path = f"projects/{{p}}/locations/{zone}"
@@ -1916,9 +1995,8 @@ class GcpProvider(ProviderBase):
 
     async def _poll_lro(self, what: str, op: Any) -> Any:
         """Wait for a TPU long-running operation; return its result or raise its error."""
-        import anyio
 
-        with anyio.fail_after(self._operation_timeout):
+        with _operation_deadline(self._operation_timeout, what):
             while not await self._call(what, lambda c: op.done(retry=None)):
                 await self._sleep(self._poll)
 
@@ -2013,6 +2091,7 @@ class GcpProvider(ProviderBase):
                 await self._call(f"delete {resource_id}", delete)
             except NotFoundError:
                 pass
+            self._deleting.add(resource_id)
             self._exits.forget(resource_id)
             self._serial_next.pop(resource_id, None)
         now = datetime.now(timezone.utc)
@@ -2085,9 +2164,15 @@ class GcpProvider(ProviderBase):
                 return _to_wire(fn(project=self.project, zone=zone, instance=name, timeout=60))
 
             op = await self._call(f"{action} {resource_id}", vm_call)
-            await self._wait_operation(zone, op, f"{action} {resource_id}")
             if action == "start":
-                self._serial_next.pop(resource_id, None)
+                # The command runs again: only markers written from now on count.
+                self._serial_lines.pop(resource_id, None)
+                try:
+                    _, nxt = await self._serial_read(zone, name, None)
+                    self._serial_next[resource_id] = nxt
+                except ProviderError:
+                    self._serial_next.pop(resource_id, None)
+            await self._wait_operation(zone, op, f"{action} {resource_id}")
         return await self.get(resource_id)
 
     # --- serial port: exit code and logs --------------------------------------------------------

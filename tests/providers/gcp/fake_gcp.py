@@ -75,6 +75,7 @@ class FakeGcp(FakeApi):
         self.serial_page = 1 << 20
         self.run_workloads = run_workloads
         self._ids = itertools.count(1000)
+        self.server.poll_interval = 0.05  # stop within 50 ms, not serve_forever's 0.5 s
         self._routes()
 
     # --- helpers --------------------------------------------------------------------------------
@@ -147,6 +148,7 @@ class FakeGcp(FakeApi):
         r("POST", TPU + "/{zone}/queuedResources", self._create_queued)
         r("GET", TPU + "/{zone}/queuedResources/{qr}", self._get_queued)
         r("DELETE", TPU + "/{zone}/queuedResources/{qr}", self._delete_queued)
+        r("GET", TPU + "/{zone}/queuedResources", self._list_queued)
         r("GET", TPU + "/{zone}/operations/{op}", self._get_lro)
 
     def _insert(self, req: Request) -> Reply:
@@ -523,6 +525,13 @@ class FakeGcp(FakeApi):
         if qr is None:
             return rpc_error(404, "NOT_FOUND", f"queued resource {qr_id} not found")
         return Reply.json(qr)
+
+    def _list_queued(self, req: Request) -> Reply:
+        zone = req.path_params["zone"]
+        with self.lock:
+            self._settle_lros()
+            found = [q for (z, _), q in self.queued.items() if zone in ("-", z)]
+        return Reply.json({"queuedResources": found})
 
     def _delete_queued(self, req: Request) -> Reply:
         zone, qr_id = req.path_params["zone"], req.path_params["qr"]

@@ -326,3 +326,77 @@ async def test_a_multi_host_slice_is_queued_and_has_an_address_per_host(
     assert deletes[-1].query.get("force") == ["true"]
     with pytest.raises(ValidationError, match="nodes"):
         await provider.launch(LaunchSpec(command=["true"], instance_type="v5litepod-16", nodes=2))
+
+
+@pytest.mark.anyio
+async def test_a_pending_queued_resource_is_listed_and_a_retried_launch_returns_it(
+    fake: FakeGcp, provider: GcpProvider
+) -> None:
+    spec = LaunchSpec(command=["true"], instance_type="v6e-8", launch_id="q1",
+                      options={"queued": "true"})
+    first = await provider.launch(spec)
+    assert first.state is S.PENDING
+    assert [r.id for r in await provider.list(tags={"runctl-launch-id": "q1"})] == [first.id]
+    assert (await provider.launch(spec)).id == first.id
+    assert len(fake.queued) == 1
+
+
+@pytest.mark.anyio
+async def test_a_project_without_the_tpu_api_still_lists_its_vms(
+    fake: FakeGcp, provider: GcpProvider
+) -> None:
+    from tests.support.fake_http import Fault
+
+    from .fake_gcp import TPU
+
+    fake.server.fail("GET", TPU + "/{zone}/nodes", Fault.http(403, {"error": {
+        "code": 403, "status": "PERMISSION_DENIED",
+        "message": "Cloud TPU API has not been used in project 1 before or it is disabled."}}))
+    r = await provider.launch(LaunchSpec(command=["true"], gpu="L4", launch_id="notpu"))
+    assert r.launch_id == "notpu"
+
+
+@pytest.mark.anyio
+async def test_an_offer_from_the_raw_snapshot_launches_the_machine_carrying_it(
+    fake: FakeGcp, provider: GcpProvider
+) -> None:
+    from runctl import catalog
+    from runctl.config import load_settings
+
+    raw = next(o for o in catalog.load_snapshot(load_settings(), warn=False).offers.select(
+        OfferQuery(providers=("gcp",), gpu="H100", count=8, spot=False, regions=("us-central1",))
+    ) if o.instance_type == "H100:8")
+    r = await provider.launch(LaunchSpec(command=["true"], offer=raw, launch_id="raw8"))
+    assert r.instance_type == "a3-highgpu-8g" and r.gpu_count == 8
+
+
+@pytest.mark.anyio
+async def test_after_start_only_the_new_run_counts(fake: FakeGcp, tmp_path: Path) -> None:
+    from .conftest import make_provider
+
+    with FakeGcp(run_workloads=True) as running:
+        provider = make_provider(tmp_path, running.url)
+        r = await provider.launch(LaunchSpec(command=["sh", "-c", "exit 4"], gpu="L4", launch_id="again"))
+        assert (await provider.get(r.id)).exit_code == 4
+        await provider.stop(r.id)
+        started = await provider.start(r.id)  # the fake runs the script again: exit 4 again
+        assert started.state is S.FAILED and started.exit_code == 4
+        lines = [line async for line in provider.logs(r.id)]
+        assert lines == []  # the command printed nothing; boot lines and markers are hidden
+        await provider.aclose()
+
+
+def test_check_says_where_the_credentials_are_without_importing_the_sdk(tmp_path: Path) -> None:
+    from runctl.config import ProviderConfig
+
+    def config(**environ: str) -> ProviderConfig:
+        return ProviderConfig(name="gcp", home=tmp_path, environ={"HOME": str(tmp_path), **environ})
+
+    nothing = GcpProvider.check(config())
+    assert not nothing.usable and "application-default login" in (nothing.reason or "")
+    key = tmp_path / "sa.json"
+    key.write_text("{}")
+    found = GcpProvider.check(config(GOOGLE_APPLICATION_CREDENTIALS=str(key), GOOGLE_CLOUD_PROJECT="p"))
+    assert found.usable and "GOOGLE_APPLICATION_CREDENTIALS" in (found.reason or "")
+    missing = GcpProvider.check(config(GOOGLE_APPLICATION_CREDENTIALS=str(tmp_path / "nope.json")))
+    assert not missing.usable and "not a file" in (missing.reason or "")

@@ -52,8 +52,10 @@ async def test_an_operation_failing_after_acceptance_raises_its_message(
 ) -> None:
     fake.late_failure = ("RESOURCE_OPERATION_RATE_EXCEEDED_X", "The boot disk image is broken")
     with pytest.raises(Exception, match="The boot disk image is broken") as caught:
-        await provider.launch(LaunchSpec(command=["true"], gpu="L4", region="us-central1-a"))
+        await provider.launch(LaunchSpec(command=["true"], gpu="L4", region="us-central1-a",
+                                         env={"HF_TOKEN": "hf_not_a_real_token"}))
     assert "insert" in str(caught.value)
+    assert "hf_not_a_real_token" not in str(caught.value) + repr(caught.value)
 
 
 @pytest.mark.anyio
