@@ -383,10 +383,6 @@ def _last(url: str | None) -> str | None:
     return url.rsplit("/", 1)[-1] if url else None
 
 
-def _region_of(zone: str) -> str:
-    return zone.rsplit("-", 1)[0]
-
-
 # --- machines and prices ------------------------------------------------------------------------
 
 #: GCP accelerator type per snapshot accelerator name.
@@ -1502,8 +1498,13 @@ class GcpProvider(ProviderBase):
                 reverse = {v: k for k, v in ACCELERATOR_TYPES.items()}
                 accel_name = reverse.get(accel_type)
                 target = _Target("vm", machine, (), False, accel_name, n1_count, accel_type)
-                key = f"n1-standard-{8 * n1_count}+{accel_type}:{n1_count}"
-                candidates = [o for o in every if o.instance_type == key and o.spot == spec.spot]
+                # Zones and prices of the attached GPUs, whichever N1 size carries them.
+                attached_key = f"+{accel_type}:{n1_count}"
+                candidates = [
+                    o
+                    for o in every
+                    if o.instance_type.endswith(attached_key) and o.spot == spec.spot
+                ]
             else:
                 known = _MACHINE_GPUS.get(machine)
                 target = _Target(
@@ -1616,7 +1617,7 @@ class GcpProvider(ProviderBase):
             return existing
         target, candidates = await anyio.to_thread.run_sync(self._pick, spec)
         if target.kind == "tpu":
-            return await self._launch_tpu(spec, target, candidates)
+            return await self._launch_tpu(spec, target)
         if spec.nodes > 1:
             raise UnsupportedOperationError(
                 NAME, "nodes", "one GCP launch is one GPU VM; multi-node launches are TPU slices"
@@ -1962,9 +1963,7 @@ class GcpProvider(ProviderBase):
             body["schedulingConfig"] = {"spot": True}
         return body
 
-    async def _launch_tpu(
-        self, spec: LaunchSpec, target: _Target, candidates: builtins.list[Offer]
-    ) -> Resource:
+    async def _launch_tpu(self, spec: LaunchSpec, target: _Target) -> Resource:
         hosts = tpu_hosts(target.machine_type)
         if spec.nodes not in (1, hosts):
             raise ValidationError(

@@ -149,6 +149,9 @@ class FakeHttpServer:
 
         class _Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Headers and body go out in two writes: without TCP_NODELAY, Nagle holds the
+            # body until the client's delayed ACK (about 40 ms per keep-alive request).
+            disable_nagle_algorithm = True
 
             def log_message(self, *args: Any) -> None:
                 pass
