@@ -134,13 +134,11 @@ from __future__ import annotations
 import builtins
 import contextlib
 import functools
-import hashlib
 import json
 import logging
 import re
 import shlex
 import threading
-import uuid
 from collections.abc import (
     AsyncIterator,
     Awaitable,
@@ -238,7 +236,8 @@ META_LAUNCH_ID = "runctl-launch-id"
 META_TAGS = "runctl-tags"
 _CLOUD_PLATFORM = "https://www.googleapis.com/auth/cloud-platform"
 _STARTUP_PREFIX = re.compile(r"startup-script: ?(.*)$")
-_RUNCTL_NAMESPACE = uuid.UUID("5b0f3a52-6f2e-4c41-9b8e-2d7c1c7f4a10")
+#: The UUID namespace of runctl's request ids (uuid5 names: "<action>:<zone>:<launch id>").
+_RUNCTL_NAMESPACE = "5b0f3a52-6f2e-4c41-9b8e-2d7c1c7f4a10"
 
 _S = ResourceState
 
@@ -335,7 +334,9 @@ def request_id(launch_id: str, zone: str, action: str = "insert") -> str:
     Google ignores a request whose id it has seen in the last hour, so a retried
     insert (a lost answer, a retried launch) never creates a second VM.
     """
-    return str(uuid.uuid5(_RUNCTL_NAMESPACE, f"{action}:{zone}:{launch_id}"))
+    import uuid
+
+    return str(uuid.uuid5(uuid.UUID(_RUNCTL_NAMESPACE), f"{action}:{zone}:{launch_id}"))
 
 
 def _resource_name(spec: LaunchSpec) -> str:
@@ -344,6 +345,8 @@ def _resource_name(spec: LaunchSpec) -> str:
     suffix = lid.lower().replace("_", "-")
     if suffix != lid or suffix.endswith("-"):
         # Changed to fit: a short hash keeps "Ab" and "ab" apart.
+        import hashlib
+
         suffix = f"{suffix.strip('-')}-{hashlib.sha256(lid.encode()).hexdigest()[:6]}"
     base = spec.name or "runctl"
     name = f"{base}-{suffix}"

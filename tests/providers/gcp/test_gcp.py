@@ -400,3 +400,17 @@ def test_check_says_where_the_credentials_are_without_importing_the_sdk(tmp_path
     assert found.usable and "GOOGLE_APPLICATION_CREDENTIALS" in (found.reason or "")
     missing = GcpProvider.check(config(GOOGLE_APPLICATION_CREDENTIALS=str(tmp_path / "nope.json")))
     assert not missing.usable and "not a file" in (missing.reason or "")
+
+
+def test_instance_names_fit_gcp_rules_and_keep_launch_ids_apart() -> None:
+    import re
+
+    from runctl.providers.gcp import _resource_name
+
+    upper = _resource_name(LaunchSpec(command=["true"], launch_id="Ab_1"))
+    lower = _resource_name(LaunchSpec(command=["true"], launch_id="ab-1"))
+    assert lower == "runctl-ab-1"
+    assert upper != lower and upper.startswith("runctl-ab-1-")
+    long = _resource_name(LaunchSpec(command=["true"], name="n" * 63, launch_id="x" * 64))
+    for name in (upper, lower, long):
+        assert re.fullmatch(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?", name), name
