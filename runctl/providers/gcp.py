@@ -41,7 +41,7 @@ Capabilities
     follow_logs       yes    the serial port, read again from ``next`` every few seconds
     multi_node        yes    TPU multi-host slices: one resource, one address per host
     ssh               yes    ``spec.ssh_public_key`` → metadata ``ssh-keys`` (user ``runctl``)
-    ttl               yes    ``scheduling.maxRunDuration`` with DELETE: Google enforces it
+    ttl               yes    VMs: ``scheduling.maxRunDuration`` with DELETE (TPU: a label only)
     idempotent_launch yes    ``requestId`` from the launch id, deterministic instance name
     tags              yes    GCP labels (adapted, below), exact tags in metadata
     exit_code         yes    the wrapper's marker on the serial port; TPU: guest attributes
@@ -103,6 +103,8 @@ TPU VMs
       is written by each host to its guest attributes
       (``runctl/exit-<launch id>``), which ``get`` reads; the slice has ended once
       every host wrote one (the first non-zero code wins).
+    - Google enforces no run duration on TPU VMs: a TTL is only the ``runctl-ttl``
+      label there (runctl's cleanup reads it).
 
 Labels
     GCP labels are lowercase (keys ``[a-z][a-z0-9_-]{0,62}``, values
