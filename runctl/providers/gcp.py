@@ -1001,6 +1001,15 @@ def _operation_deadline(seconds: float, what: str) -> Iterator[None]:
         raise error from None
 
 
+def _on_google_cloud() -> bool:
+    """Whether this machine is a Google Cloud VM (its DMI product name), without a request."""
+    try:
+        with open("/sys/class/dmi/id/product_name", encoding="ascii", errors="replace") as f:
+            return f.read().startswith("Google")
+    except OSError:
+        return False
+
+
 def _serial_text(line: str) -> str | None:
     """The startup script's output on one serial-console line, or ``None`` for other lines."""
     found = _STARTUP_PREFIX.search(line)
@@ -1110,7 +1119,7 @@ class GcpProvider(ProviderBase):
             adc = root / "application_default_credentials.json"
             if adc.is_file():
                 source = f"gcloud ADC file {adc}"
-            elif env.get("GCE_METADATA_HOST") or env.get("K_SERVICE"):
+            elif env.get("GCE_METADATA_HOST") or env.get("K_SERVICE") or _on_google_cloud():
                 source = "the metadata server"
             else:
                 return Availability(
@@ -1119,14 +1128,13 @@ class GcpProvider(ProviderBase):
                     "application-default login` or set GOOGLE_APPLICATION_CREDENTIALS)",
                 )
         if not cls._configured_project(config):
-            if source == "GOOGLE_APPLICATION_CREDENTIALS" or source.startswith("gcloud"):
+            if source.startswith("anonymous"):
                 return Availability(
-                    usable=True, reason=f"credentials from {source}; project from ADC"
+                    usable=False,
+                    reason="no project (set GOOGLE_CLOUD_PROJECT or [providers.gcp] project)",
                 )
-            return Availability(
-                usable=False,
-                reason="no project (set GOOGLE_CLOUD_PROJECT or [providers.gcp] project)",
-            )
+            # ADC carry a project (the key file's, gcloud's, the VM's).
+            return Availability(usable=True, reason=f"credentials from {source}; project from ADC")
         return Availability(usable=True, reason=f"credentials from {source}")
 
     @staticmethod

@@ -386,8 +386,12 @@ async def test_after_start_only_the_new_run_counts(fake: FakeGcp, tmp_path: Path
         await provider.aclose()
 
 
-def test_check_says_where_the_credentials_are_without_importing_the_sdk(tmp_path: Path) -> None:
+def test_check_says_where_the_credentials_are_without_importing_the_sdk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from runctl.config import ProviderConfig
+
+    monkeypatch.setattr(gcp, "_on_google_cloud", lambda: False)  # wherever the tests run
 
     def config(**environ: str) -> ProviderConfig:
         return ProviderConfig(name="gcp", home=tmp_path, environ={"HOME": str(tmp_path), **environ})
@@ -400,6 +404,9 @@ def test_check_says_where_the_credentials_are_without_importing_the_sdk(tmp_path
     assert found.usable and "GOOGLE_APPLICATION_CREDENTIALS" in (found.reason or "")
     missing = GcpProvider.check(config(GOOGLE_APPLICATION_CREDENTIALS=str(tmp_path / "nope.json")))
     assert not missing.usable and "not a file" in (missing.reason or "")
+    monkeypatch.setattr(gcp, "_on_google_cloud", lambda: True)
+    on_gce = GcpProvider.check(config())
+    assert on_gce.usable and "metadata server" in (on_gce.reason or "")
 
 
 def test_instance_names_fit_gcp_rules_and_keep_launch_ids_apart() -> None:
