@@ -421,3 +421,23 @@ def test_instance_names_fit_gcp_rules_and_keep_launch_ids_apart() -> None:
     long = _resource_name(LaunchSpec(command=["true"], name="n" * 63, launch_id="x" * 64))
     for name in (upper, lower, long):
         assert re.fullmatch(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?", name), name
+
+
+@pytest.mark.anyio
+async def test_serial_output_is_read_page_by_page_lines_split_across_pages_kept_whole(
+    tmp_path: Path,
+) -> None:
+    from .conftest import make_provider
+
+    with FakeGcp(run_workloads=True) as running:
+        running.serial_page = 37  # pages end mid-line
+        provider = make_provider(tmp_path, running.url)
+        script = "for i in 1 2 3 4 5 6; do echo \"step $i of a long training run\"; done; exit 2"
+        r = await provider.launch(LaunchSpec(command=[script], gpu="L4", launch_id="pages"))
+        assert [line async for line in provider.logs(r.id)] == [
+            f"step {i} of a long training run" for i in range(1, 7)
+        ]
+        assert (await provider.get(r.id)).exit_code == 2
+        serial = [q for q in running.server.requests if q.path.endswith("/serialPort")]
+        assert len(serial) > 10 and {q.query["start"][0] for q in serial} >= {"0", "37", "74"}
+        await provider.aclose()
