@@ -909,8 +909,6 @@ def _operation_error(op: Mapping[str, Any], what: str) -> ProviderError | None:
     )
     status = op.get("httpErrorStatusCode")
     cls = _error_class(codes, status if isinstance(status, int) else None, message)
-    if cls is ProviderError and isinstance(status, int) and 400 <= status < 500:
-        cls = ProviderError
     return cls(
         f"{what} failed: {message}",
         provider=NAME,
