@@ -102,6 +102,8 @@ class FakeHttpServer:
         self.requests: list[Request] = []
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        #: how often the serving thread checks for stop() (``serve_forever``'s poll interval)
+        self.poll_interval = 0.5
 
     # --- routing --------------------------------------------------------------------------------
     def route(self, method: str, template: str, handler: Handler) -> None:
@@ -147,6 +149,9 @@ class FakeHttpServer:
 
         class _Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Headers and body go out in two writes: without TCP_NODELAY, Nagle holds the
+            # body until the client's delayed ACK (about 40 ms per keep-alive request).
+            disable_nagle_algorithm = True
 
             def log_message(self, *args: Any) -> None:
                 pass
@@ -158,7 +163,10 @@ class FakeHttpServer:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        server = self._server
+        self._thread = threading.Thread(
+            target=lambda: server.serve_forever(self.poll_interval), daemon=True
+        )
         self._thread.start()
         return self
 
