@@ -1033,20 +1033,23 @@ class KubernetesProvider(ProviderBase):
         return now - first >= grace
 
     def _price(self, gpu: Gpu | None, gpu_count: int, nodes: int = 1) -> Price:
-        rate = self._gpu_hour_rate(gpu)
+        rate, source, observed_at = self._rate(gpu)
         return Price(
             per_hour=Money(rate * gpu_count * nodes, "USD"),
             gpu_count=gpu_count * nodes,
             billing_increment=self.billing_increment,
-            observed_at=self._rate_observed_at(),
-            source=self._rate_source(),
+            observed_at=observed_at,
+            source=source,
         )
 
-    def _gpu_hour_rate(self, gpu: Gpu | None) -> Decimal:
-        """USD per GPU-hour: the configured rate, else 0 (a cluster's cost is not known)."""
+    def _rate(self, gpu: Gpu | None) -> tuple[Decimal, str, datetime | None]:
+        """USD per GPU-hour for ``gpu``, its price source and date.
+
+        The configured ``gpu_hour_rate``, else 0: what a cluster costs is not known to runctl.
+        """
         configured = self.config.setting("gpu_hour_rate")
         if configured is None:
-            return Decimal(0)
+            return Decimal(0), "static", None
         try:
             rate = Decimal(configured)
         except InvalidOperation:
@@ -1055,13 +1058,7 @@ class KubernetesProvider(ProviderBase):
             raise ConfigurationError(
                 f"{self.name}: gpu_hour_rate {configured!r} is not a price >= 0 (USD per GPU-hour)"
             )
-        return rate
-
-    def _rate_source(self) -> str:
-        return "static"
-
-    def _rate_observed_at(self) -> datetime | None:
-        return None
+        return rate, "static", None
 
     def _resource(self, job: KubeJob, pods: Sequence[KubePod]) -> Resource:
         from ..gpus import normalize_gpu
@@ -1212,7 +1209,7 @@ class KubernetesProvider(ProviderBase):
             price = self._price(gpu, count)
             if query.max_per_hour is not None and price.per_hour.amount > query.max_per_hour:
                 continue
-            if query.max_per_gpu_hour is not None and self._gpu_hour_rate(gpu) > (
+            if query.max_per_gpu_hour is not None and self._rate(gpu)[0] > (
                 query.max_per_gpu_hour
             ):
                 continue
