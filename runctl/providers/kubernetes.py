@@ -708,17 +708,21 @@ def job_state(
                 return JobState(state=_S.FAILED, raw="ImagePullFailed", detail=message)
             return JobState(state=_S.PROVISIONING, raw=pod.waiting_reason, detail=message)
     for pod in current:
-        scheduled = pod.condition("PodScheduled")
-        if scheduled is not None and scheduled.status == "False":
-            why = scheduled.message or "no node fits the pod"
-            raw = "Unschedulable" if scheduled.reason == "Unschedulable" else "Pending"
+        scheduling = pod.condition("PodScheduled")
+        if scheduling is not None and scheduling.status == "False":
+            why = scheduling.message or "no node fits the pod"
+            raw = "Unschedulable" if scheduling.reason == "Unschedulable" else "Pending"
             return JobState(state=_S.PENDING, raw=raw, detail=f"{raw.lower()}: {why}")
     if not current:
         return JobState(state=_S.PENDING, raw="Pending", detail="waiting for the Job's pods")
     running = [p for p in current if p.phase in ("Running", "Succeeded")]
     if len(running) >= job.nodes and len(current) >= job.nodes:
         return JobState(state=_S.RUNNING, raw="Running")
-    if any(p.node_name for p in current) or running:
+    placed = [
+        p for p in current
+        if p.node_name or (p.condition("PodScheduled") or Condition(type="")).true
+    ]
+    if placed or running:
         up = len(running)
         detail = f"{up} of {job.nodes} nodes running" if job.nodes > 1 else "container starting"
         raw = "Starting" if up else "ContainerCreating"
@@ -1263,7 +1267,9 @@ class KubernetesProvider(ProviderBase):
             key, sep, value = wanted_type.partition("=")
             selector[key if sep else INSTANCE_TYPE_LABEL] = value if sep else wanted_type
         offer_gpu = spec.offer.gpu if spec.offer is not None else None
-        raw = (offer_gpu.raw or offer_gpu.name) if offer_gpu is not None else None
+        raw = None
+        if offer_gpu is not None:
+            raw = offer_gpu.name if offer_gpu.known else offer_gpu.raw
         wanted_gpu = spec.gpu if spec.offer is None else None
         if not wanted_gpu and not (self.reads_nodes and gpu_count):
             return selector, [], raw, wanted_type, []
@@ -1282,7 +1288,7 @@ class KubernetesProvider(ProviderBase):
                 continue
             chosen.setdefault(found[1], set()).add(found[2])
             fits.append(node)
-            names.append(found[2])
+            names.append(found[0].name)
         if not chosen:
             looked = ", ".join(self.gpu_labels)
             raise CapacityError(
@@ -1673,6 +1679,7 @@ class KubernetesProvider(ProviderBase):
                     return
                 await self._sleep(self._log_poll)
                 continue
+            ended_before = pod.ended
             kw: dict[str, Any] = {"container": CONTAINER, "follow": True, "timestamps": True}
             if last_read is not None:
                 kw["since_seconds"] = int(self._clock() - last_read) + 2
@@ -1711,10 +1718,14 @@ class KubernetesProvider(ProviderBase):
             finally:
                 with anyio.CancelScope(shield=True):
                     await self._thread(response.release_conn)
+            if ended_before:
+                return  # the stream of an ended container holds its whole log
             pods = await self._pods(namespace, f"{LABEL_JOB}={name}")
             pod = _pod_of(pods, rank)
-            if pod is None or pod.ended or pod.deleting:
+            if pod is None or pod.deleting:
                 return
+            if pod.ended:
+                continue  # one more read: the lines written after the stream broke
             await self._sleep(self._log_poll)
 
     async def _open_stream(self, core: Any, namespace: str, pod: str, kw: dict[str, Any]) -> Any:
