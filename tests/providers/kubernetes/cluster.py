@@ -89,7 +89,7 @@ class FakeCluster:
 
         self.km, self._server = loop.run_async(up)
         self.url = str(self._server.url).rstrip("/")
-        self._logs: dict[tuple[str, str], str] = {}
+        self._logs: dict[tuple[str, str], tuple[str, bool]] = {}
 
     def close(self) -> None:
         async def down() -> None:
@@ -229,18 +229,29 @@ class FakeCluster:
         job["status"] = status
         self._put(JOBS, namespace, name, job)
 
-    def set_log(self, pod: str, text: str, namespace: str = "team") -> None:
-        """Serve ``text`` as the pod's log (as a real server does with ``timestamps`` off or on)."""
+    def set_log(self, pod: str, text: str, namespace: str = "team", *, stamp: bool = False) -> None:
+        """Serve ``text`` as the pod's log.
+
+        With ``stamp``, lines get an RFC 3339 timestamp when the request asks for
+        ``timestamps=true``, as the API server does; otherwise ``text`` is served as is.
+        """
         url = f"get /api/v1/namespaces/{namespace}/pods/{pod}/log"
         key = (namespace, pod)
         first = key not in self._logs
-        self._logs[key] = text
+        self._logs[key] = (text, stamp)
+
+        def render(request: Any) -> bytes:
+            body, stamped = self._logs[key]
+            if stamped and request.params.get("timestamps") == "true":
+                body = "".join(
+                    f"2026-12-01T10:00:{i // 1000:02d}.{i % 1000:03d}Z {line}\n"
+                    for i, line in enumerate(body.splitlines())
+                )
+            return body.encode()
 
         def react() -> None:
             # One reaction per pod, reading the current text: a later set_log replaces it.
-            self.km[url] << {"Content-Type": "text/plain"} << (
-                lambda: self._logs[key].encode()
-            )
+            self.km[url] << {"Content-Type": "text/plain"} << render
 
         if first:
             self._loop.run(react)
@@ -293,3 +304,75 @@ def job_condition(kind: str, reason: str | None = None, message: str | None = No
     if message:
         condition["message"] = message
     return {"conditions": [condition], "startTime": "2026-12-01T10:00:00Z"}
+
+
+class FakeKubelet:
+    """The Job controller and kubelet together, for end-to-end runs: runs pods' commands here.
+
+    Every ``interval`` seconds it looks for Jobs without pods, creates their pods,
+    runs each pod's container command as a local process (its environment resolved
+    as the kubelet would, ``fieldRef`` annotations included), serves the output as
+    the pod's log and writes the pods' and the Job's final status.
+    """
+
+    def __init__(self, cluster: FakeCluster, namespace: str = "team", interval: float = 0.02):
+        self.cluster = cluster
+        self.namespace = namespace
+        self.interval = interval
+        self.envs: dict[str, dict[str, str]] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> FakeKubelet:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        done: set[str] = set()
+        while not self._stop.wait(self.interval):
+            for name, job in self.cluster.jobs(self.namespace).items():
+                if name in done:
+                    continue
+                done.add(name)
+                self._run_job(name, job)
+
+    def _run_job(self, name: str, job: dict[str, Any]) -> None:
+        import os
+        import subprocess
+
+        pods = self.cluster.run_pods(name, namespace=self.namespace, phase="Running")
+        codes = []
+        for pod_name in pods:
+            pod = self.cluster.pods(self.namespace)[pod_name]
+            # A running container has a log (empty so far) before it has a line.
+            self.cluster.set_log(pod_name, "", namespace=self.namespace, stamp=True)
+            self.cluster.set_pod_status(pod_name, running(), namespace=self.namespace)
+            (container,) = pod["spec"]["containers"]
+            env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+            for item in container.get("env", []):
+                if "value" in item:
+                    env[item["name"]] = item["value"]
+                else:
+                    path = item["valueFrom"]["fieldRef"]["fieldPath"]
+                    key = path.split("['", 1)[1].rstrip("']")
+                    env[item["name"]] = pod["metadata"]["annotations"][key]
+            self.envs[pod_name] = env
+            done = subprocess.run(
+                container["command"], env=env, capture_output=True, text=True, timeout=30,
+                cwd=container.get("workingDir"),
+            )
+            self.cluster.set_log(pod_name, done.stdout + done.stderr, namespace=self.namespace,
+                                 stamp=True)
+            self.cluster.set_pod_status(pod_name, terminated(done.returncode),
+                                        namespace=self.namespace)
+            codes.append(done.returncode)
+        if all(code == 0 for code in codes):
+            status = job_condition("Complete")
+        else:
+            status = job_condition("Failed", "BackoffLimitExceeded")
+        status["completionTime"] = "2026-12-01T10:05:00Z"
+        self.cluster.set_job_status(name, status, namespace=self.namespace)

@@ -36,7 +36,10 @@ from .cluster import (
 )
 from .conftest import FakeClock, make_config
 
-pytestmark = pytest.mark.anyio
+pytestmark = [
+    pytest.mark.anyio,
+    pytest.mark.filterwarnings("ignore:read_binary is deprecated:DeprecationWarning"),
+]
 
 GFD_H100 = {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3", "nvidia.com/gpu.count": "8",
             "node.kubernetes.io/instance-type": "p5.48xlarge",
