@@ -9,7 +9,7 @@ Prerequisites
     (``nvidia.com/gpu`` in the nodes' allocatable resources).
 
 Cluster access, as kubectl finds it
-    1. ``kubeconfig`` in ``[providers.kubernetes]`` (``RUNCTL_KUBERNETES_KUBECONFIG``),
+    1. ``RUNCTL_KUBERNETES_KUBECONFIG`` or ``kubeconfig`` in ``[providers.kubernetes]``,
        else ``KUBECONFIG`` (several files joined by ``:`` are merged), else
        ``~/.kube/config``;
     2. no kubeconfig file but ``KUBERNETES_SERVICE_HOST`` set: the pod's in-cluster
@@ -847,7 +847,9 @@ class KubernetesProvider(ProviderBase):
     @classmethod
     def _kubeconfig(cls, config: ProviderConfig) -> str | None:
         """The kubeconfig path(s) to load, or ``None`` when there is none."""
-        configured = config.setting("kubeconfig", env=("KUBECONFIG",))
+        # runctl's own setting first, so that one provider (coreweave) can use another
+        # cluster than the KUBECONFIG every tool shares.
+        configured = config.setting("kubeconfig") or config.environ.get("KUBECONFIG")
         home = config.environ.get("HOME")
         default = (Path(home) if home else Path.home()) / ".kube" / "config"
         candidates = configured or str(default)

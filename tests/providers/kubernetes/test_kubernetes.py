@@ -551,3 +551,22 @@ async def test_a_refused_token_is_an_authentication_error_that_never_shows_it(
     assert TOKEN not in repr(provider)
     # The token did go to the server, as a bearer token.
     assert cluster.requests("GET", "/jobs")[-1].headers["Authorization"] == f"Bearer {TOKEN}"
+
+
+async def test_runctls_kubeconfig_setting_wins_and_kubeconfig_lists_are_merged(
+    kubeconfig: Path, tmp_path: Path, cluster: FakeCluster
+) -> None:
+    from runctl.config import ProviderConfig
+
+    shared = ProviderConfig(name="coreweave", home=tmp_path, settings={"image": "x"}, environ={
+        "HOME": str(tmp_path), "KUBECONFIG": str(tmp_path / "other-cluster"),
+        "RUNCTL_COREWEAVE_KUBECONFIG": str(kubeconfig)})
+    listed = ProviderConfig(name="kubernetes", home=tmp_path, settings={"image": "x"}, environ={
+        "HOME": str(tmp_path), "KUBECONFIG": f"{tmp_path / 'missing'}:{kubeconfig}"})
+    for config in (shared, listed):
+        assert KubernetesProvider.check(config).reason == f"kubeconfig {kubeconfig}"
+        p = KubernetesProvider(config)
+        try:
+            assert (await p.launch(spec(launch_id=config.name))).id.startswith("team/")
+        finally:
+            await p.aclose()
