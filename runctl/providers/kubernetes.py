@@ -774,6 +774,27 @@ def _map_api_error(e: Any, provider: str, what: str) -> RunctlError:
     return error_class(text, **kw)
 
 
+def _connection_error(e: Exception, provider: str, what: str, *, mutating: bool) -> RunctlError:
+    """The runctl error for a urllib3 failure; whether a create or delete may have happened."""
+    from urllib3.exceptions import ConnectTimeoutError, NewConnectionError, TimeoutError
+
+    reason = getattr(e, "reason", None) or e  # MaxRetryError wraps the last failure
+    if isinstance(reason, TimeoutError):
+        error: ProviderConnectionError = ProviderTimeoutError(
+            f"{what}: no answer in time ({type(reason).__name__})", provider=provider
+        )
+    else:
+        error = ProviderConnectionError(
+            f"{what}: the API server could not be reached ({type(reason).__name__})",
+            provider=provider,
+        )
+    # A request that never connected cannot have been applied; any other may have been.
+    error.maybe_applied = mutating and not isinstance(
+        reason, (ConnectTimeoutError, NewConnectionError)
+    )
+    return error
+
+
 # --- the provider -------------------------------------------------------------------------------
 
 
@@ -937,7 +958,7 @@ class KubernetesProvider(ProviderBase):
         """Call the client in a worker thread; the answer's JSON, or the mapped error."""
         from kubernetes.client.exceptions import ApiException
         from pydantic import ValidationError as PydanticError
-        from urllib3.exceptions import HTTPError, ReadTimeoutError, TimeoutError
+        from urllib3.exceptions import HTTPError
 
         kw.setdefault("_request_timeout", self._timeout)
         kw["_preload_content"] = False
@@ -953,19 +974,8 @@ class KubernetesProvider(ProviderBase):
             raise _map_api_error(e, self.name, what) from e
         except PydanticError as e:
             raise ValidationError("spec", f"{what}: the manifest is not valid: {e}") from None
-        except (ReadTimeoutError, TimeoutError) as e:
-            error: ProviderConnectionError = ProviderTimeoutError(
-                f"{what}: no answer in time", provider=self.name
-            )
-            error.maybe_applied = mutating
-            raise error from e
         except HTTPError as e:
-            error = ProviderConnectionError(
-                f"{what}: the API server could not be reached ({type(e).__name__})",
-                provider=self.name,
-            )
-            error.maybe_applied = mutating and "Read" in type(e).__name__
-            raise error from e
+            raise _connection_error(e, self.name, what, mutating=mutating) from e
         if not raw:
             return None
         try:
@@ -1267,7 +1277,13 @@ class KubernetesProvider(ProviderBase):
             # An offer's instance type is the node's instance-type label, or the
             # ``key=value`` of the label that named its GPU when it has none.
             key, sep, value = wanted_type.partition("=")
-            selector[key if sep else INSTANCE_TYPE_LABEL] = value if sep else wanted_type
+            key, value = (key, value) if sep else (INSTANCE_TYPE_LABEL, wanted_type)
+            if not is_label_key(key) or not is_label_value(value):
+                raise ValidationError(
+                    "instance_type", f"{wanted_type!r} is not a node label value",
+                    allowed="a node.kubernetes.io/instance-type value, or label=value",
+                )
+            selector[key] = value
         offer_gpu = spec.offer.gpu if spec.offer is not None else None
         raw = None
         if offer_gpu is not None:
@@ -1419,19 +1435,7 @@ class KubernetesProvider(ProviderBase):
                 completionMode="Indexed", completions=spec.nodes, parallelism=spec.nodes
             )
             pod_spec["subdomain"] = name
-            service = {
-                "apiVersion": "v1", "kind": "Service",
-                "metadata": {"name": name, "namespace": namespace, "labels": labels,
-                             "annotations": {ANNOTATION_TAGS: annotations[ANNOTATION_TAGS]}},
-                "spec": {
-                    "clusterIP": "None",
-                    # Rank 0 must be resolvable before every pod is ready, or the others
-                    # cannot reach the rendezvous.
-                    "publishNotReadyAddresses": True,
-                    "selector": {LABEL_JOB: name},
-                    "ports": [{"name": "rendezvous", "port": port, "targetPort": port}],
-                },
-            }
+            service = _service_manifest(name, namespace, labels, annotations[ANNOTATION_TAGS], port)
         job = {
             "apiVersion": "batch/v1", "kind": "Job",
             "metadata": {"name": name, "namespace": namespace, "labels": labels,
@@ -1466,17 +1470,27 @@ class KubernetesProvider(ProviderBase):
                 created = self._job(data, namespace) if data else None
             except ConflictError:
                 created = None  # created meanwhile (a retry, another process): use it
-            except ProviderConnectionError as e:
-                if not e.maybe_applied:
+            except (ProviderConnectionError, ServerError) as e:
+                # No answer, or a 5xx such as the API server's 504 "request did not
+                # complete": the Job may exist all the same. Look before giving up.
+                if isinstance(e, ProviderConnectionError) and not e.maybe_applied:
                     raise
-                created = None
+                try:
+                    created = await self._read_job(namespace, name)
+                except NotFoundError:
+                    raise e from None
             if created is None:
                 created = await self._read_job(namespace, name)
         else:
             created = existing
             service = None
             if created.nodes > 1:
-                _, service = await self._manifests(spec, namespace)
+                # A launch interrupted between the Job and its Service: finish it.
+                port = _int_option(spec, "master_port", DEFAULT_PORT, 1, 65535)
+                service = _service_manifest(
+                    name, namespace, _labels_for(created.tags) | {LABEL_MANAGED_BY: "runctl"},
+                    created.annotations.get(ANNOTATION_TAGS, "{}"), port,
+                )
         if created.tags.get(TAG_LAUNCH_ID) not in (None, spec.launch_id):
             raise ConflictError(
                 f"Job {namespace}/{name} belongs to launch {created.tags.get(TAG_LAUNCH_ID)!r}",
@@ -1537,7 +1551,6 @@ class KubernetesProvider(ProviderBase):
 
         Idempotent: a Job Kubernetes no longer knows is reported TERMINATED.
         """
-        import anyio
 
         await self._apis()
         namespace, name = self._parse_id(resource_id)
@@ -1569,8 +1582,7 @@ class KubernetesProvider(ProviderBase):
                     + (" (finalizers)" if current.deleting else ""),
                 )
             step = min(1.0, max(self._terminate_timeout - waited, 0.01))
-            with anyio.CancelScope(shield=True):
-                await self._sleep(step)
+            await self._sleep(step)
             waited += step
 
     # --- logs -----------------------------------------------------------------------------------
@@ -1659,14 +1671,13 @@ class KubernetesProvider(ProviderBase):
         except ApiException as e:
             raise _map_api_error(e, self.name, what) from e
         except HTTPError as e:
-            raise ProviderConnectionError(f"{what}: {type(e).__name__}", provider=self.name) from e
+            raise _connection_error(e, self.name, what, mutating=False) from e
         return bytes(raw or b"").decode("utf-8", "replace")
 
     async def _follow(
         self, resource_id: str, namespace: str, name: str, rank: int
     ) -> AsyncIterator[str]:
         """One rank's log, followed across reconnects, each line once (by its timestamp)."""
-        import anyio
 
         _, core, _ = await self._apis()
         last: tuple[str, int] | None = None
@@ -1692,6 +1703,7 @@ class KubernetesProvider(ProviderBase):
                     await self._sleep(self._log_poll)
                     continue
                 raise
+            complete = False
             try:
                 buffer = b""
                 while True:
@@ -1713,13 +1725,20 @@ class KubernetesProvider(ProviderBase):
                             seen_at_last.add(text)
                         last_read = self._clock()
                         yield text
+                complete = True
                 if buffer:
                     stamp, text = _split_timestamp(buffer.decode("utf-8", "replace"))
                     if not (stamp is not None and last is not None and stamp <= last):
                         yield text
             finally:
-                with anyio.CancelScope(shield=True):
-                    await self._thread(response.release_conn)
+                if complete:
+                    response.release_conn()
+                else:
+                    # Abandoned mid-stream (cancelled, or the reader stopped): a worker
+                    # thread may still block in a read; shutting the socket wakes it, and
+                    # the connection is never put back in the pool.
+                    response.shutdown()
+                    response.close()
             if ended_before:
                 return  # the stream of an ended container holds its whole log
             pods = await self._pods(namespace, f"{LABEL_JOB}={name}")
@@ -1744,8 +1763,8 @@ class KubernetesProvider(ProviderBase):
         except ApiException as e:
             raise _map_api_error(e, self.name, f"follow log of {namespace}/{pod}") from e
         except HTTPError as e:
-            raise ProviderConnectionError(
-                f"follow log of {namespace}/{pod}: {type(e).__name__}", provider=self.name
+            raise _connection_error(
+                e, self.name, f"follow log of {namespace}/{pod}", mutating=False
             ) from e
 
     async def _read_chunk(self, response: Any) -> bytes:
@@ -1762,6 +1781,25 @@ class KubernetesProvider(ProviderBase):
 
         assert self._limiter is not None
         return await anyio.to_thread.run_sync(read, limiter=self._limiter, abandon_on_cancel=True)
+
+
+def _service_manifest(
+    name: str, namespace: str, labels: Mapping[str, str], tags: str, port: int
+) -> dict[str, Any]:
+    """The headless Service that gives the pods of an Indexed Job their names."""
+    return {
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": name, "namespace": namespace, "labels": dict(labels),
+                     "annotations": {ANNOTATION_TAGS: tags}},
+        "spec": {
+            "clusterIP": "None",
+            # Rank 0 must be resolvable before every pod is ready, or the others
+            # cannot reach the rendezvous.
+            "publishNotReadyAddresses": True,
+            "selector": {LABEL_JOB: name},
+            "ports": [{"name": "rendezvous", "port": port, "targetPort": port}],
+        },
+    }
 
 
 def _pod_of(pods: Iterable[KubePod], rank: int) -> KubePod | None:

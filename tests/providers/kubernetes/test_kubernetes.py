@@ -183,6 +183,7 @@ async def test_a_create_that_meets_an_existing_job_409_returns_it(
         (dict(options={"node_selector": "no-equals"}), "options.node_selector"),
         (dict(options={"namespace": "Bad_NS"}), "options.namespace"),
         (dict(nodes=2, options={"master_port": "70000"}), "options.master_port"),
+        (dict(instance_type="not a label!"), "instance_type"),
     ],
 )
 async def test_bad_input_is_a_validation_error_naming_the_field(
@@ -570,3 +571,60 @@ async def test_runctls_kubeconfig_setting_wins_and_kubeconfig_lists_are_merged(
             assert (await p.launch(spec(launch_id=config.name))).id.startswith("team/")
         finally:
             await p.aclose()
+
+
+async def test_an_offer_is_launched_on_exactly_its_kind_of_node(
+    provider: KubernetesProvider, cluster: FakeCluster
+) -> None:
+    cluster.add_node("gpu-1", GFD_H100)
+    # A node without an instance-type label: the offer names it by its GPU label.
+    cluster.add_node("bare", {"cloud.google.com/gke-accelerator": "nvidia-l4"}, gpus=1)
+    offers = {o.gpu.model: o for o in await provider.offers(OfferQuery()) if o.gpu}
+    await provider.launch(spec(launch_id="h", offer=offers["H100"]))
+    await provider.launch(spec(launch_id="l", offer=offers["L4"]))
+    h = cluster.jobs()[job_name("h")]["spec"]["template"]["spec"]
+    l4 = cluster.jobs()[job_name("l")]["spec"]["template"]["spec"]
+    assert h["nodeSelector"] == {"node.kubernetes.io/instance-type": "p5.48xlarge"}
+    assert h["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "8"
+    assert l4["nodeSelector"] == {"cloud.google.com/gke-accelerator": "nvidia-l4"}
+    got = await provider.get(f"team/{job_name('l')}")
+    assert got.gpu is not None and got.gpu.model == "L4" and got.gpu_count == 1
+
+
+async def test_a_create_that_failed_on_the_server_side_but_was_applied_returns_the_job(
+    provider: KubernetesProvider, cluster: FakeCluster
+) -> None:
+    # The API server stored the Job, then answered 500 (as with its 504 "request did
+    # not complete within the allotted timeout"). kmock stores a created object before
+    # any reaction answers: the launch must find the Job by its name, not fail or
+    # create another.
+    def stored_then_failed() -> None:
+        cluster.km["post /apis/batch/v1/namespaces/team/jobs"] << 500 << {
+            "kind": "Status", "code": 500, "message": "etcdserver: request timed out"}
+
+    cluster._loop.run(stored_then_failed)
+    res = await provider.launch(spec())
+    assert res.id == "team/runctl-run1" and len(cluster.jobs()) == 1
+    assert len(cluster.requests("POST", "/jobs")) == 1
+
+
+async def test_a_server_error_on_a_create_that_did_not_happen_is_raised(
+    provider: KubernetesProvider, cluster: FakeCluster
+) -> None:
+    from runctl.errors import ServerError
+
+    from .cluster import JOBS
+
+    def not_stored() -> None:
+        async def refuse(request):  # type: ignore[no-untyped-def]
+            # Undo kmock's store: this server really did not create it.
+            cluster.km.objects[(JOBS, "team", request.data["metadata"]["name"])].delete()
+            return {"kind": "Status", "code": 503, "message": "the server is shutting down"}
+
+        cluster.km["post /apis/batch/v1/namespaces/team/jobs"] << 503 << refuse
+
+    cluster._loop.run(not_stored)
+    with pytest.raises(ServerError, match="shutting down") as e:
+        await provider.launch(spec())
+    assert e.value.status == 503
+    assert cluster.jobs() == {}
