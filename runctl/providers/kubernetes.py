@@ -681,7 +681,7 @@ def job_state(
                 detail=f"pod {pod.name} was taken away ({why}): {pod.message or ''}".rstrip(": "),
             )
         code = failed_pod.exit_code if failed_pod is not None else None
-        reason = (bad.reason if bad is not None else None) or "Failed"
+        reason = (bad.reason if bad is not None else None) or (bad.type if bad else "Failed")
         if reason == "DeadlineExceeded":
             detail = "the TTL (activeDeadlineSeconds) was reached; the Job was stopped"
         elif code is not None and failed_pod is not None:
