@@ -67,11 +67,14 @@ def test_label_values_follow_kubernetes_rules(value: str, ok: bool) -> None:
 
 
 def test_the_first_recognised_label_names_the_gpu() -> None:
-    gpu, key, value = node_gpu({
+    found = node_gpu({
         "nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB",
         "node.kubernetes.io/instance-type": "p5.48xlarge",  # not consulted: a label before it won
     })
-    assert (gpu.name, key) == ("A100 80GB SXM", "nvidia.com/gpu.product")
+    assert found is not None
+    gpu, key, value = found
+    assert (gpu.name, key, value) == ("A100 80GB SXM", "nvidia.com/gpu.product",
+                                      "NVIDIA-A100-SXM4-80GB")
     unknown = node_gpu({"nvidia.com/gpu.product": "NVIDIA-Future-9000"})
     assert unknown is not None and not unknown[0].known and unknown[2] == "NVIDIA-Future-9000"
     assert node_gpu({"node.kubernetes.io/instance-type": "m5.large"}) is None
