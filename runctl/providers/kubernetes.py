@@ -1686,8 +1686,10 @@ class KubernetesProvider(ProviderBase):
         while True:
             pods = await self._pods(namespace, f"{LABEL_JOB}={name}")
             pod = _pod_of(pods, rank)
-            state = (await self.get(resource_id)).state
             if pod is None or not (pod.running or pod.ended):
+                # Not started (or never will: an image that cannot be pulled, a Job
+                # that failed elsewhere): the resource's state says whether to wait.
+                state = (await self.get(resource_id)).state
                 if state.is_terminal or (pod is not None and pod.deleting):
                     return
                 await self._sleep(self._log_poll)

@@ -142,3 +142,18 @@ def test_a_failed_rank_gives_its_exit_code_and_rank() -> None:
                         pull_failed=lambda p: False)
     assert decided.state is ResourceState.FAILED and decided.exit_code == 42
     assert decided.detail == "command exited with 42 on node 1"
+
+
+def test_the_provider_modules_import_no_kubernetes_client() -> None:
+    import json
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, json; import runctl.providers.kubernetes, runctl.providers.coreweave; "
+        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('kubernetes', 'urllib3', 'pydantic', 'yaml'))))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True, timeout=60)
+    assert json.loads(out.stdout) == []
