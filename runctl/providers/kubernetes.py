@@ -957,7 +957,7 @@ class KubernetesProvider(ProviderBase):
     async def _call(self, what: str, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
         """Call the client in a worker thread; the answer's JSON, or the mapped error."""
         from kubernetes.client.exceptions import ApiException
-        from pydantic import ValidationError as PydanticError
+        from pydantic import ValidationError as PydanticError  # the client validates bodies
         from urllib3.exceptions import HTTPError
 
         kw.setdefault("_request_timeout", self._timeout)
@@ -1739,7 +1739,9 @@ class KubernetesProvider(ProviderBase):
                     # Abandoned mid-stream (cancelled, or the reader stopped): a worker
                     # thread may still block in a read; shutting the socket wakes it, and
                     # the connection is never put back in the pool.
-                    response.shutdown()
+                    shutdown = getattr(response, "shutdown", None)  # urllib3 >= 2.3
+                    if shutdown is not None:
+                        shutdown()
                     response.close()
             if ended_before:
                 return  # the stream of an ended container holds its whole log
