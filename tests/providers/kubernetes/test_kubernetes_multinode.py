@@ -152,3 +152,60 @@ async def test_a_service_that_cannot_be_created_takes_the_job_back(
     finally:
         await p.aclose()
     assert cluster.jobs() == {}  # nothing left running without its Service
+
+
+async def test_a_launch_cancelled_while_its_service_is_created_leaves_nothing_behind(
+    provider: KubernetesProvider, cluster: FakeCluster
+) -> None:
+    import asyncio
+
+    import anyio
+
+    from runctl import AsyncClient
+
+    cluster.add_node("gpu-1", H100)
+    release = cluster._loop.run(asyncio.Event)
+
+    def hold_services() -> None:
+        async def held(request):  # type: ignore[no-untyped-def]
+            await release.wait()
+            return None  # then kmock answers as usual
+
+        cluster.km["post /api/v1/namespaces/team/services"] << held
+
+    cluster._loop.run(hold_services)
+    async with AsyncClient(providers={"kubernetes": provider}) as rc:
+        async with anyio.create_task_group() as tg:
+            scope = anyio.CancelScope()
+
+            async def launch() -> None:
+                with scope:
+                    await rc.launch(two_nodes())
+
+            tg.start_soon(launch)
+            while not cluster.requests("POST", "/services"):
+                await anyio.sleep(0.01)
+            scope.cancel()  # the launch waits in the Service's create, in a worker thread
+            await anyio.sleep(0.05)
+            cluster._loop.loop.call_soon_threadsafe(release.set)
+        assert scope.cancelled_caught
+        record = rc.ledger.get("mn1")
+        assert record is not None and "cancelled" in (record.note or "")
+    assert cluster.jobs() == {} and cluster.services() == {}
+
+
+async def test_the_service_is_owned_by_the_job_when_the_server_gives_its_uid(
+    provider: KubernetesProvider, cluster: FakeCluster
+) -> None:
+    # kmock fills in no uid; a real API server does: answer the create with one.
+    def with_uid() -> None:
+        cluster.km["post /apis/batch/v1/namespaces/team/jobs"] << 201 << (
+            lambda request: {**request.data,
+                             "metadata": {**request.data["metadata"], "uid": "0f1e-uid"}}
+        )
+
+    cluster.add_node("gpu-1", H100)
+    cluster._loop.run(with_uid)
+    await provider.launch(two_nodes())
+    owners = cluster.services()[NAME]["metadata"]["ownerReferences"]
+    assert owners == [{"apiVersion": "batch/v1", "kind": "Job", "name": NAME, "uid": "0f1e-uid"}]
