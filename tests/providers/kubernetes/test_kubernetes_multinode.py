@@ -158,16 +158,20 @@ async def test_a_launch_cancelled_while_its_service_is_created_leaves_nothing_be
     provider: KubernetesProvider, cluster: FakeCluster
 ) -> None:
     import asyncio
+    import threading
 
     import anyio
+    import anyio.to_thread
 
     from runctl import AsyncClient
 
     cluster.add_node("gpu-1", H100)
     release = cluster._loop.run(asyncio.Event)
+    arrived = threading.Event()
 
     def hold_services() -> None:
         async def held(request):  # type: ignore[no-untyped-def]
+            arrived.set()
             await release.wait()
             return None  # then kmock answers as usual
 
@@ -183,8 +187,7 @@ async def test_a_launch_cancelled_while_its_service_is_created_leaves_nothing_be
                     await rc.launch(two_nodes())
 
             tg.start_soon(launch)
-            while not cluster.requests("POST", "/services"):
-                await anyio.sleep(0.01)
+            assert await anyio.to_thread.run_sync(arrived.wait, 20)
             scope.cancel()  # the launch waits in the Service's create, in a worker thread
             await anyio.sleep(0.05)
             cluster._loop.loop.call_soon_threadsafe(release.set)
