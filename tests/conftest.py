@@ -28,7 +28,9 @@ def runctl_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pat
 
 
 @pytest.fixture(autouse=True)
-def _no_live_credentials(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> None:
+def _no_live_credentials(
+    monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
     """Unit tests never see real credentials from the developer's environment (live tests do)."""
     if request.node.get_closest_marker("live"):
         return
@@ -36,5 +38,8 @@ def _no_live_credentials(monkeypatch: pytest.MonkeyPatch, request: pytest.Fixtur
         "RUNPOD_API_KEY", "VAST_API_KEY", "LAMBDA_API_KEY", "PAPERSPACE_API_KEY",
         "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE",
         "GOOGLE_APPLICATION_CREDENTIALS", "GOOGLE_CLOUD_PROJECT", "CLOUDSDK_CORE_PROJECT",
+        "KUBERNETES_SERVICE_HOST", "RUNCTL_KUBERNETES_KUBECONFIG", "RUNCTL_COREWEAVE_KUBECONFIG",
     ):
         monkeypatch.delenv(var, raising=False)
+    # Never the developer's ~/.kube/config: a KUBECONFIG that names no file.
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "no-kubeconfig"))
