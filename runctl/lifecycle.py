@@ -90,6 +90,12 @@ def _utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
+# The clock and sleep of the settle wait: one seam (tests drive it; the core time seam
+# replaces these two names).
+_monotonic = anyio.current_time
+_sleep = anyio.sleep
+
+
 def _show(amount: Money) -> str:
     try:
         return str(amount.rounded())
@@ -239,34 +245,33 @@ async def find_launch(provider: Provider, launch_id: str) -> list[Resource]:
 async def _find_settled(
     provider: Provider, launch_id: str, settle: float, poll_interval: float
 ) -> list[Resource]:
-    """Look for ``launch_id`` until something appears or ``settle`` seconds pass.
+    """Look for ``launch_id`` until something appears, or an empty answer can be trusted.
 
-    A create cancelled in flight may still be carried out a moment later, so an
-    empty answer is trusted only once it has stayed empty for ``settle`` seconds.
+    A create cancelled in flight (or whose answer was lost) may still be carried
+    out a moment later, and a provider's list may lag behind its creates. So an
+    empty answer means "nothing was created" only when the lookup that gave it
+    was asked once ``settle`` seconds had passed; an empty answer before that, or
+    errors after it, prove nothing.
 
     Raises:
-        RunctlError: the provider could not be asked even once.
+        RunctlError: no lookup asked after ``settle`` seconds was answered (the last
+            error); the caller must keep the launch open as unknown.
     """
-    deadline = anyio.current_time() + settle
-    answered = False
-    last_error: RunctlError | None = None
+    deadline = _monotonic() + settle
     while True:
+        asked_at = _monotonic()
         try:
             found = await find_launch(provider, launch_id)
-        except RunctlError as e:
-            last_error = e
+        except RunctlError:
+            if asked_at >= deadline:
+                raise
         else:
-            answered = True
             if found:
                 return found
-        remaining = deadline - anyio.current_time()
-        if remaining <= 0:
-            break
-        await anyio.sleep(min(poll_interval, remaining))
-    if not answered:
-        assert last_error is not None
-        raise last_error
-    return []
+            if asked_at >= deadline:
+                return []
+        remaining = deadline - _monotonic()
+        await _sleep(min(poll_interval, remaining) if remaining > 0 else 0)
 
 
 # --- launch -------------------------------------------------------------------------------------
