@@ -214,27 +214,40 @@ def has_tags(carried: Mapping[str, str], wanted: Mapping[str, str] | None) -> bo
     return not wanted or all(carried.get(k) == v for k, v in wanted.items())
 
 
+#: What any resource id may contain: safe in a URL path, whatever the provider.
+_SAFE_ID = r"[A-Za-z0-9_-]{1,128}"
+
+
 def check_resource_id(
-    resource_id: object, *, what: str, pattern: str = r"[A-Za-z0-9_-]{1,128}"
+    resource_id: object, *, provider: str, what: str, pattern: str = _SAFE_ID
 ) -> str:
-    """``resource_id`` if it is a well-formed id, safe to put in a URL path.
+    """``resource_id`` if it can be one of this provider's ids, safe to put in a URL path.
 
     Args:
         resource_id: the id given by the user.
+        provider: the provider's name, for the error.
         what: what it is, in the user's words, e.g. ``"RunPod pod"``.
-        pattern: the regular expression a whole id matches.
+        pattern: the regular expression a whole id of this provider matches.
 
     Raises:
-        ValidationError: naming ``resource_id``.
+        ValidationError: naming ``resource_id``, for an id no provider could have
+            issued (a ``/``, spaces, empty ...): bad input.
+        NotFoundError: for a well-formed id this provider cannot have issued (another
+            provider's, say): no such resource here, as for any id it does not know
+            (so ``terminate`` of it is TERMINATED).
     """
     import re
 
-    if not isinstance(resource_id, str) or not re.fullmatch(pattern, resource_id):
+    from .errors import NotFoundError
+
+    if not isinstance(resource_id, str) or not re.fullmatch(_SAFE_ID, resource_id):
         raise ValidationError(
             "resource_id",
             f"{resource_id!r} is not a {what} id",
             allowed=f"an id matching {pattern}",
         )
+    if not re.fullmatch(pattern, resource_id):
+        raise NotFoundError(f"{resource_id!r} is not a {what} id", provider=provider)
     return resource_id
 
 

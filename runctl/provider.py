@@ -184,6 +184,8 @@ class ProviderBase:
     billing_rule: ClassVar[BillingRule | None] = None
     #: The provider's own names for GPUs, where they differ from runctl's table.
     gpu_spellings: ClassVar[GpuSpellings | None] = None
+    #: What one resource is called here, in messages ("pod", "instance", "machine").
+    resource_noun: ClassVar[str] = "resource"
     #: Looks for a lost create's resource this many times ...
     recover_tries: ClassVar[int] = 1
     #: ... this many seconds apart.
@@ -225,7 +227,8 @@ class ProviderBase:
     def _unrecovered(self, launch_id: str, error: ProviderError) -> ProviderError:
         message = (
             f"{error.message}; the create for launch {launch_id} may have been carried out, "
-            "but no resource with that launch id was found. Retrying the launch is safe: "
+            f"but no {self.resource_noun} with launch id {launch_id} was found. Retrying the "
+            "launch is safe: "
             "launching again with the same launch id is safe (it looks for that launch id "
             "first, so it never creates a second one)"
         )
@@ -289,7 +292,7 @@ class ProviderBase:
             provider=self.name,
             state=ResourceState.TERMINATED,
             raw_state=None,
-            detail=f"not known to {self.name} (removed, or never created)",
+            detail=f"{self.resource_noun} not known to {self.name} (removed, or never created)",
         )
 
     # --- hooks ----------------------------------------------------------------------------------

@@ -343,6 +343,7 @@ class LambdaCloudProvider(RestProviderBase):
     """
 
     name: ClassVar[str] = NAME
+    resource_noun: ClassVar[str] = "instance"
     billing_rule: ClassVar[BillingRule | None] = BILLING_RULE
     gpu_spellings: ClassVar[GpuSpellings | None] = GPU_SPELLINGS
     secret_fields: ClassVar[tuple[str, ...]] = SECRET_FIELDS
@@ -681,4 +682,4 @@ class LambdaCloudProvider(RestProviderBase):
 
 
 def _instance_id(resource_id: str) -> str:
-    return check_resource_id(resource_id, what="Lambda instance", pattern=r"[A-Za-z0-9_-]+")
+    return check_resource_id(resource_id, provider=NAME, what="Lambda instance")

@@ -371,6 +371,7 @@ class RunPodProvider(RestProviderBase):
     """
 
     name: ClassVar[str] = NAME
+    resource_noun: ClassVar[str] = "pod"
     billing_rule: ClassVar[BillingRule | None] = BILLING_RULE
     gpu_spellings: ClassVar[GpuSpellings | None] = GPU_SPELLINGS
     secret_fields: ClassVar[tuple[str, ...]] = SECRET_FIELDS
@@ -880,4 +881,4 @@ def _after(ts: str, moment: datetime) -> bool:
 
 
 def _pod_id(resource_id: str) -> str:
-    return check_resource_id(resource_id, what="RunPod pod", pattern=r"[A-Za-z0-9_-]+")
+    return check_resource_id(resource_id, provider=NAME, what="RunPod pod")
