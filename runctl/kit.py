@@ -16,8 +16,9 @@ Base classes and their lifecycle (template methods)
     was lost; ``terminate`` calls :meth:`~ProviderBase.remove` and reports an id
     the provider does not know as TERMINATED; ``list(tags=)`` calls
     :meth:`~ProviderBase.list_all` and keeps what runctl launched and carries the
-    tags. Public hooks to override: ``create``, ``remove``, ``list_all``,
-    ``classify_error`` and ``find_api_key`` (no underscores).
+    tags. Public hooks to override: ``check_launch``, ``create``, ``remove``,
+    ``list_all``, ``classify_error`` and ``find_api_key`` (no underscores).
+    :func:`is_lost_answer` says whether a failed request may have been carried out.
 Wire readers
     :class:`Fields` (lenient, typed reads of JSON objects, with secret fields
     hidden from every error), :func:`malformed` and :func:`hide_secrets`.
@@ -63,7 +64,7 @@ from .cost import BillingRule
 from .errors import ValidationError
 from .gpus import GpuSpellings, gpu_matches, normalize_gpu
 from .models import TAG_LAUNCH_ID, TAG_MANAGED_BY, TAG_NAME, TAG_TTL, ResourceState
-from .provider import API_VERSION, Availability, ProviderBase, RestProviderBase
+from .provider import API_VERSION, Availability, ProviderBase, RestProviderBase, is_lost_answer
 
 __all__ = [
     "API_VERSION",
@@ -91,6 +92,7 @@ __all__ = [
     "gpu_matches",
     "has_tags",
     "hide_secrets",
+    "is_lost_answer",
     "is_marker",
     "malformed",
     "normalize_gpu",

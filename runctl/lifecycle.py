@@ -39,9 +39,7 @@ from .errors import (
     ConfigurationError,
     CurrencyMismatchError,
     NotFoundError,
-    ProviderConnectionError,
     RunctlError,
-    ServerError,
     TerminationUnverifiedError,
     UnsupportedOperationError,
     ValidationError,
@@ -367,9 +365,9 @@ async def launch_safely(
 
 
 def _maybe_applied(error: Exception) -> bool:
-    if isinstance(error, ProviderConnectionError):
-        return error.maybe_applied
-    return isinstance(error, ServerError) and error.status in (None, 500, 502, 504)
+    from .provider import is_lost_answer
+
+    return is_lost_answer(error)
 
 
 async def _recover_failed_launch(

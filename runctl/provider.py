@@ -61,6 +61,7 @@ __all__ = [
     "ProviderBase",
     "ProviderFactory",
     "RestProviderBase",
+    "is_lost_answer",
 ]
 
 #: Version of this protocol. A provider declares the version it was written for in
@@ -150,8 +151,13 @@ class ProviderFactory(Protocol):
 _GONE = frozenset({ResourceState.TERMINATED, ResourceState.TERMINATING})
 
 
-def _lost_answer(error: ProviderError) -> bool:
-    """Whether a create that failed so may have been carried out anyway."""
+def is_lost_answer(error: BaseException) -> bool:
+    """Whether a request that failed so may have been carried out anyway.
+
+    True for no answer after the request was sent (``maybe_applied``) and for a
+    500, 502 or 504 (a gateway may have passed it on); false for an answer that
+    says it was refused (4xx) and for a connection that was never made.
+    """
     if isinstance(error, ProviderConnectionError):
         return error.maybe_applied
     return isinstance(error, ServerError) and error.status in (None, 500, 502, 504)
@@ -217,7 +223,7 @@ class ProviderBase:
         try:
             return await self.create(spec)
         except ProviderError as error:
-            if not _lost_answer(error):
+            if not is_lost_answer(error):
                 raise
             found = await self.recover_launch(spec.launch_id)
             if found is not None:
