@@ -35,7 +35,8 @@ Pagination
     :func:`collect_pages`.
 GPUs
     :class:`GpuSpellings` (a provider's own names for GPUs), :func:`normalize_gpu`,
-    :func:`gpu_matches` (the core's one matcher: exact on canonical models).
+    :func:`gpu_matches` (the core's one matcher: exact on canonical models) and
+    :func:`gpu_query_model` (the model a query names, for messages).
 Shell scripts
     :func:`shell_command`, :func:`export_lines`.
 """
@@ -62,7 +63,7 @@ from ._workload import (
 )
 from .cost import BillingRule
 from .errors import ValidationError
-from .gpus import GpuSpellings, gpu_matches, normalize_gpu
+from .gpus import GpuSpellings, gpu_matches, gpu_query_model, normalize_gpu
 from .models import TAG_LAUNCH_ID, TAG_MANAGED_BY, TAG_NAME, TAG_TTL, ResourceState
 from .provider import API_VERSION, Availability, ProviderBase, RestProviderBase, is_lost_answer
 
@@ -90,6 +91,7 @@ __all__ = [
     "exit_code_in",
     "export_lines",
     "gpu_matches",
+    "gpu_query_model",
     "has_tags",
     "hide_secrets",
     "is_lost_answer",

@@ -92,6 +92,7 @@ from ..kit import (
     check_resource_id,
     export_lines,
     gpu_matches,
+    gpu_query_model,
     malformed,
     utcnow,
 )
@@ -553,8 +554,6 @@ class LambdaCloudProvider(RestProviderBase):
             candidates = [t for t in candidates if region in t.regions_with_capacity] or candidates
         with_capacity = [t for t in candidates if t.regions_with_capacity]
         if not with_capacity:
-            from ..gpus import gpu_query_model
-
             model = (gpu_query_model(spec.gpu) or spec.gpu) if spec.gpu else None
             what = type_name or f"{spec.gpu_count or 1}x {model}"
             raise CapacityError(f"no Lambda capacity for {what} now", provider=NAME)

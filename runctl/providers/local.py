@@ -516,7 +516,7 @@ async def _local_gpus() -> list[Gpu]:
         return []
     if result.returncode != 0:
         return []
-    from ..gpus import normalize_gpu
+    from ..kit import normalize_gpu
 
     gpus = []
     for line in result.stdout.decode(errors="replace").splitlines():

@@ -102,6 +102,7 @@ from ..kit import (
     ended,
     exit_code_in,
     gpu_matches,
+    gpu_query_model,
     parse_marker,
     parse_timestamp,
     shell_argv,
@@ -610,8 +611,6 @@ class RunPodProvider(RestProviderBase):
         ]
         if not candidates:
             # Never another model than asked: no such GPU here is a capacity answer.
-            from ..gpus import gpu_query_model
-
             model = gpu_query_model(spec.gpu) or spec.gpu
             raise CapacityError(f"RunPod offers no {model} in the {cloud} cloud", provider=NAME)
         cheapest = min(candidates, key=lambda t: t.price_per_gpu(cloud) or Decimal(0))

@@ -112,6 +112,7 @@ from ..kit import (
     ended,
     exit_code_in,
     gpu_matches,
+    gpu_query_model,
     is_marker,
     malformed,
     parse_decimal,
@@ -733,7 +734,8 @@ class VastProvider(RestProviderBase):
         if not found:
             raise CapacityError(
                 f"no {'interruptible' if spec.spot else 'on-demand'} offer for "
-                f"{spec.gpu_count or 'any number of'} x {spec.gpu or 'any GPU'}",
+                f"{spec.gpu_count or 'any number of'} x "
+                f"{(gpu_query_model(spec.gpu) or spec.gpu) if spec.gpu else 'any GPU'}",
                 provider=self.name,
             )
         return min(found, key=lambda o: o.price.per_hour.amount)

@@ -50,7 +50,7 @@ def test_every_built_in_provider_uses_the_kit_and_no_private_core_module() -> No
             continue
         text = path.read_text()
         assert "from ..kit import" in text, path.name
-        assert not re.search(r"from \.\.(_wire|_workload|provider) import", text), path.name
+        assert not re.search(r"from \.\.(_\w+|provider|gpus) import", text), path.name
 
 
 #: Names of providers (built-in and planned) that the core must never name.
