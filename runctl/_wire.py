@@ -14,27 +14,63 @@ numbers or numeric strings, timestamps in ISO 8601 with ``Z``.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal, overload
 
 from .errors import MalformedResponseError
 
-__all__ = ["Fields", "malformed"]
+__all__ = ["Fields", "hide_secrets", "malformed"]
 
 _BODY_SHOWN = 500
 
 
-def malformed(provider: str, what: str, body: object = None) -> MalformedResponseError:
+HIDDEN = "***"
+
+
+def hide_secrets(data: object, secret: Iterable[str]) -> object:
+    """``data`` with the values of its ``secret`` fields replaced by ``"***"``.
+
+    An object-valued secret field (an env) keeps its keys, which help to debug,
+    and loses its values. Nested objects and lists are hidden the same way.
+    """
+    keys = frozenset(secret)
+    if not keys:
+        return data
+
+    def walk(value: object) -> object:
+        if isinstance(value, Mapping):
+            out: dict[str, object] = {}
+            for k, v in value.items():
+                if k in keys and v is not None:
+                    out[k] = dict.fromkeys(v, HIDDEN) if isinstance(v, Mapping) else HIDDEN
+                else:
+                    out[k] = walk(v)
+            return out
+        if isinstance(value, list):
+            return [walk(v) for v in value]
+        return value
+
+    return walk(data)
+
+
+def malformed(
+    provider: str, what: str, body: object = None, *, secret: Iterable[str] = ()
+) -> MalformedResponseError:
     """The error for a response runctl cannot understand, with (the start of) its body.
 
     Args:
         provider: the provider's name, put on the error.
         what: what was wrong, e.g. ``"ListPods: missing 'pods'"``.
         body: the offending JSON, shown truncated; ``None`` to show none.
+        secret: fields of ``body`` whose values are never shown (:func:`hide_secrets`).
     """
-    shown = None if body is None else json.dumps(body, default=str)[:_BODY_SHOWN]
+    shown = (
+        None
+        if body is None
+        else json.dumps(hide_secrets(body, secret), default=str)[:_BODY_SHOWN]
+    )
     return MalformedResponseError(what, provider=provider, body=shown)
 
 
@@ -45,22 +81,29 @@ class Fields:
         data: the parsed JSON; anything but an object is malformed.
         what: its name in messages, e.g. ``"Pod"`` or ``"offer"``.
         provider: the provider's name, put on every error.
+        secret: fields whose values are the user's secrets (env values, tokens):
+            an error shows the object with them hidden. Nested objects inherit it.
 
     Raises:
         MalformedResponseError: ``data`` is not a JSON object.
     """
 
-    def __init__(self, data: object, what: str, *, provider: str) -> None:
+    def __init__(
+        self, data: object, what: str, *, provider: str, secret: Iterable[str] = ()
+    ) -> None:
+        self.secret = tuple(secret)
         if not isinstance(data, Mapping):
             kind = type(data).__name__
-            raise malformed(provider, f"{what}: expected a JSON object, got {kind}", data)
+            raise malformed(
+                provider, f"{what}: expected a JSON object, got {kind}", data, secret=self.secret
+            )
         self.data: Mapping[str, Any] = data
         self.what = what
         self.provider = provider
 
     def malformed(self, detail: str) -> MalformedResponseError:
         """An error about this object: ``"<what>: <detail>"``, with the object as body."""
-        return malformed(self.provider, f"{self.what}{detail}", self.data)
+        return malformed(self.provider, f"{self.what}{detail}", self.data, secret=self.secret)
 
     def _present(self, key: str, required: bool) -> Any:
         value = self.data.get(key)
@@ -157,7 +200,7 @@ class Fields:
             return None
         if not isinstance(value, Mapping):
             raise self._wrong(key, "object", value)
-        return Fields(value, f"{self.what}.{key}", provider=self.provider)
+        return Fields(value, f"{self.what}.{key}", provider=self.provider, secret=self.secret)
 
     def items(self, key: str, *, required: bool = False) -> list[Any]:
         """A list (empty when absent); its items are not checked."""

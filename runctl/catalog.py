@@ -34,7 +34,7 @@ import os
 import sys
 import tempfile
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 from importlib import resources
@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from .cost import Money, Price
+from .cost import BillingRule, Money, Price
 from .gpus import gpu_for_instance_type, normalize_gpu
 from .models import Gpu, Offer
 
@@ -88,70 +88,47 @@ class StaleSnapshotWarning(UserWarning):
     """
 
 
-@attrs.frozen(kw_only=True)
-class BillingRule:
-    """How a provider bills running time, as it documents it publicly.
+class _SourceRules(Mapping[str, BillingRule]):
+    """The billing rule of each provider the snapshot holds, read from the data file once."""
 
-    Attributes:
-        increment: time is billed in whole multiples of this.
-        minimum: a run is billed at least this long.
-        source: where the rule is documented.
-        note: caveats (e.g. a rule not confirmed in the provider's own docs).
-    """
+    def _rules(self) -> Mapping[str, BillingRule]:
+        return _sources()[0]
 
-    increment: timedelta
-    minimum: timedelta = timedelta(0)
-    source: str = ""
-    note: str = ""
+    def __getitem__(self, name: str) -> BillingRule:
+        return self._rules()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._rules())
+
+    def __len__(self) -> int:
+        return len(self._rules())
 
 
+@functools.cache
+def _sources() -> tuple[Mapping[str, BillingRule], Mapping[str, str]]:
+    """Billing rules and row notes per provider, from ``data/snapshot_sources.json``."""
+    text = resources.files("runctl").joinpath("data/snapshot_sources.json").read_text("utf-8")
+    rules: dict[str, BillingRule] = {}
+    notes: dict[str, str] = {}
+    for name, facts in json.loads(text)["providers"].items():
+        billing = facts.get("billing")
+        if billing:
+            rules[name] = BillingRule(
+                increment=timedelta(seconds=billing["increment_s"]),
+                minimum=timedelta(seconds=billing.get("minimum_s", 0)),
+                source=billing.get("source", ""),
+                note=billing.get("note", ""),
+            )
+        if facts.get("accelerator_rows_note"):
+            notes[name] = facts["accelerator_rows_note"]
+    return rules, notes
+
+
+#: Billing rules put into the snapshot's prices (data: ``runctl/data/snapshot_sources.json``).
+#: Where the provider's own page could not be confirmed, the rule is the conservative one
+#: and says so. A provider's live prices use the rule its class declares (``billing_rule``).
+BILLING_RULES: Mapping[str, BillingRule] = _SourceRules()
 _S = timedelta(seconds=1)
-#: Billing rules put into the snapshot's prices. Where the provider's own page
-#: could not be confirmed, the rule is the conservative one and says so.
-BILLING_RULES: Mapping[str, BillingRule] = {
-    "aws": BillingRule(
-        increment=_S, minimum=timedelta(seconds=60),
-        source="https://aws.amazon.com/ec2/pricing/ (per-second billing, 60-second minimum; "
-        "Linux on-demand and spot)",
-    ),
-    "gcp": BillingRule(
-        increment=_S, minimum=timedelta(seconds=60),
-        source="https://cloud.google.com/compute/vm-instance-pricing (per-second billing, "
-        "1-minute minimum)",
-    ),
-    "azure": BillingRule(
-        increment=_S, minimum=timedelta(seconds=60),
-        source="https://azure.microsoft.com/pricing/details/virtual-machines/linux/ "
-        "(billed per second)",
-        note="Microsoft Q&A reports a 5-minute minimum for VMs from 2025-06-01; not "
-        "confirmed on the pricing page, so the 60 s minimum is kept",
-    ),
-    "lambda": BillingRule(
-        increment=timedelta(minutes=1),
-        source="https://docs.lambda.ai/public-cloud/billing (hourly prices, billed in "
-        "one-minute increments)",
-    ),
-    "runpod": BillingRule(
-        increment=_S,
-        source="https://docs.runpod.io/accounts-billing/billing (compute and storage "
-        "billed per second)",
-    ),
-    "vast": BillingRule(
-        increment=_S, source="https://vast.ai/pricing (per-second billing)",
-    ),
-    "paperspace": BillingRule(
-        increment=timedelta(hours=1),
-        source="https://www.paperspace.com/pricing",
-        note="per-second billing is reported by third parties but not confirmed; "
-        "billed per hour here, which can only overstate a short run",
-    ),
-    "do": BillingRule(
-        increment=timedelta(hours=1),
-        source="https://www.digitalocean.com/pricing/gpu-droplets",
-        note="hourly billing as documented for Droplets; a newer per-second rule "
-        "was not confirmed",
-    ),
-}
 _DEFAULT_RULE = BillingRule(increment=_S, note="no documented rule known; per second assumed")
 
 
@@ -373,13 +350,13 @@ def decode(
     return OfferList._of_index(index)
 
 
-#: GCP's published GPU prices are for the accelerators alone (rows like ``H100:8``).
+#: Some catalogs price accelerators alone (rows like ``H100:8``); the data file says which.
 ACCELERATORS_ONLY = "accelerators only: the VM they attach to is billed on top"
 
 
 def _note(provider: str, instance_type: str) -> str | None:
-    if provider == "gcp" and ":" in instance_type:
-        return ACCELERATORS_ONLY
+    if ":" in instance_type:
+        return _sources()[1].get(provider)
     return None
 
 
@@ -693,16 +670,25 @@ async def refresh(
     limit = settings.offer_timeout if timeout is None else timeout
     live: dict[str, Sequence[Offer]] = {}
     failed: dict[str, str] = {}
+    declared: dict[str, BillingRule] = {}
 
     async def ask(provider: Provider) -> None:
         try:
             with anyio.fail_after(limit):
-                live[provider.name] = list(await provider.offers(OfferQuery()))
+                offers = list(await provider.offers(OfferQuery()))
+            # Only market prices belong in the snapshot: a provider whose offers are all
+            # fixed ("static", such as this machine at no cost) is not a price source.
+            priced = [o for o in offers if o.price.source == "live"]
+            if priced or not offers:
+                live[provider.name] = priced
         except Exception as e:  # any failure means "use the snapshot for this one"
             failed[provider.name] = f"{type(e).__name__}: {e}"
 
     async with anyio.create_task_group() as tg:
         for provider in providers:
+            rule = getattr(provider, "billing_rule", None)
+            if isinstance(rule, BillingRule):
+                declared[provider.name] = rule
             tg.start_soon(ask, provider)
 
     now = datetime.now(timezone.utc).replace(microsecond=0)
@@ -717,7 +703,7 @@ async def refresh(
     for name, offers in by_provider.items():
         is_live = name in live
         old = current.provenance.get(name)
-        rule = BILLING_RULES.get(name, _DEFAULT_RULE)
+        rule = declared.get(name) or BILLING_RULES.get(name, _DEFAULT_RULE)
         increment = offers[0].price.billing_increment if offers else rule.increment
         minimum = offers[0].price.minimum_duration if offers else rule.minimum
         kept = 0

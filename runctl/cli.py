@@ -395,7 +395,7 @@ def _add_launch_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--region")
     p.add_argument("--spot", action="store_true", help="interruptible capacity")
     p.add_argument("--disk", type=int, metavar="GB")
-    p.add_argument("--workdir", help="working directory (local provider)")
+    p.add_argument("--workdir", help="the directory the command runs in")
     p.add_argument("--tag", action="append", metavar="KEY=VALUE")
     p.add_argument("--ttl", type=float, metavar="MINUTES", help="terminate after this long")
     p.add_argument("--launch-id", help="idempotency key: one launch per id")

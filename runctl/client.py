@@ -286,11 +286,9 @@ class AsyncClient:
         from . import catalog
 
         names, _ = self._usable_provider_names(tuple(providers or ()))
-        live = [
-            self.provider(n)
-            for n in names
-            if n != "local" and self.provider(n).capabilities.live_offers
-        ]
+        # Providers whose offers are not market prices (only "static" ones) are left
+        # out by catalog.refresh itself.
+        live = [self.provider(n) for n in names if self.provider(n).capabilities.live_offers]
         return await catalog.refresh(live, self.settings, timeout=timeout)
 
     # --- lifecycle ------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "HOURS_PER_MONTH",
+    "BillingRule",
     "Money",
     "Price",
     "PriceSource",
@@ -43,6 +44,26 @@ __all__ = [
 HOURS_PER_MONTH = Decimal(730)
 
 PriceSource = Literal["live", "snapshot", "static"]
+
+
+@attrs.frozen(kw_only=True)
+class BillingRule:
+    """How a provider bills running time, as it documents it publicly.
+
+    A provider declares its own (``billing_rule`` on its class); the price
+    snapshot records the rule of every provider it holds.
+
+    Attributes:
+        increment: time is billed in whole multiples of this.
+        minimum: a run is billed at least this long.
+        source: where the rule is documented.
+        note: caveats (e.g. a rule not confirmed in the provider's own docs).
+    """
+
+    increment: timedelta
+    minimum: timedelta = timedelta(0)
+    source: str = ""
+    note: str = ""
 _SOURCES = ("live", "snapshot", "static")
 _HOUR = Decimal(3600)
 

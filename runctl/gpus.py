@@ -12,6 +12,17 @@ FP32 TFLOPS) from ``runctl/data/gpus.json``, where each figure names its source.
 A name runctl does not know never raises: it becomes ``Gpu(model="unknown",
 raw=...)``, so an offer still shows, and says what it could not recognise.
 
+A provider's own spellings (RunPod's bare ``"H100"`` is the PCIe card, Lambda's
+``gpu_1x_a100`` the 40 GB PCIe one) live with the provider, as a
+:class:`GpuSpellings` it passes to :func:`normalize_gpu`; the spellings of the
+published catalogs the price snapshot was built from are data, in
+``runctl/data/snapshot_sources.json``, used when ``provider=`` names one of them.
+
+:func:`gpu_matches` is the one matcher every offer filter uses: exact on canonical
+models (``"A10"`` never matches an A100, ``"H200"`` never a GH200, ``"L4"`` never an
+L40S), narrowed by variant or memory; never by substring or prefix. A short name
+that names one model only (``"4090"``, ``"A6000"``) is that model.
+
 The table is read once, on first use, and lookups are cached, so providers can
 normalise every row of a large price list cheaply.
 """
@@ -21,7 +32,7 @@ from __future__ import annotations
 import functools
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from importlib import resources
 from typing import Any
 
@@ -29,16 +40,31 @@ import attrs
 
 from .models import Gpu
 
-__all__ = ["gpu_for_instance_type", "gpu_matches", "known_gpus", "normalize_gpu"]
+__all__ = [
+    "GpuSpellings",
+    "gpu_for_instance_type",
+    "gpu_matches",
+    "gpu_query_model",
+    "known_gpus",
+    "normalize_gpu",
+]
 
-#: Words that never tell two accelerators apart, dropped before comparing names.
-_NOISE = frozenset({"nvidia", "tesla", "geforce", "amd", "instinct", "google", "aws", "intel"})
+#: Product-line words that never tell two accelerators apart, dropped before comparing
+#: names (with the vendors of the table's entries, read from the data file).
+_PRODUCT_WORDS = frozenset({"tesla", "geforce", "instinct"})
 _SPLIT = re.compile(r"[^a-z0-9]+")
 _UNKNOWN = "unknown"
 
 
+@functools.cache
+def _noise() -> frozenset[str]:
+    vendors = {str(e.get("vendor", "nvidia")).lower() for e in _data()["gpus"]}
+    return _PRODUCT_WORDS | vendors
+
+
 def _tokens(name: str) -> list[str]:
-    return [t for t in _SPLIT.split(name.lower()) if t and t not in _NOISE]
+    noise = _noise()
+    return [t for t in _SPLIT.split(name.lower()) if t and t not in noise]
 
 
 def _key(name: str) -> str:
@@ -46,14 +72,66 @@ def _key(name: str) -> str:
     return "".join(_tokens(name))
 
 
+class GpuSpellings:
+    """A provider's own names for GPUs and machine types, where runctl's table does not know them.
+
+    Declared by a provider module (``gpu_spellings`` on its class) and passed to
+    :func:`normalize_gpu` / :func:`gpu_for_instance_type`; they are tried before
+    runctl's canonical names. Ids are those of ``runctl/data/gpus.json``
+    (:func:`known_gpus` lists them as ``Gpu`` objects; ``"h100-pcie"`` ...).
+
+    Args:
+        aliases: a provider spelling -> the GPU id it means (``{"H100": "h100-pcie"}``).
+        instance_types: a machine type -> ``(GPU id, count)``.
+        patterns: regular expressions tried on machine types after ``instance_types``:
+            group ``gpu`` is a name resolved with these aliases, group ``count`` the
+            GPU count (``cores``: TensorCores, two per chip).
+
+    Raises:
+        ValueError: an id that is not in runctl's table (a mistake in the declaration).
+    """
+
+    def __init__(
+        self,
+        *,
+        aliases: Mapping[str, str] | None = None,
+        instance_types: Mapping[str, tuple[str, int]] | None = None,
+        patterns: Sequence[str] = (),
+    ) -> None:
+        self.aliases = dict(aliases or {})
+        self.instance_types = {k: (g, int(n)) for k, (g, n) in (instance_types or {}).items()}
+        self.patterns = tuple(patterns)
+        known = _table().entries
+        for gpu_id in (*self.aliases.values(), *(g for g, _ in self.instance_types.values())):
+            if gpu_id not in known:
+                raise ValueError(f"GpuSpellings: {gpu_id!r} is not a GPU id of runctl's table")
+        self._aliases = {_key(name): gpu_id for name, gpu_id in self.aliases.items()}
+        self._types = {k.lower(): v for k, v in self.instance_types.items()}
+        self._patterns = tuple(re.compile(p, re.IGNORECASE) for p in self.patterns)
+
+    def normalize(self, raw: str, *, memory_gb: float | None = None) -> Gpu:
+        """:func:`normalize_gpu` with these spellings."""
+        return normalize_gpu(raw, memory_gb=memory_gb, spellings=self)
+
+    def for_instance_type(
+        self, instance_type: str, *, memory_gb: float | None = None
+    ) -> tuple[Gpu, int] | None:
+        """:func:`gpu_for_instance_type` with these spellings."""
+        return gpu_for_instance_type(instance_type, memory_gb=memory_gb, spellings=self)
+
+    def __repr__(self) -> str:
+        return (
+            f"<GpuSpellings {len(self.aliases)} aliases, {len(self.instance_types)} machine "
+            f"types, {len(self.patterns)} patterns>"
+        )
+
+
 @attrs.frozen
 class _Table:
     entries: Mapping[str, Mapping[str, Any]]
     gpus: Mapping[str, Gpu]
     aliases: Mapping[str, str]
-    provider_aliases: Mapping[str, Mapping[str, str]]
-    instance_types: Mapping[str, Mapping[str, tuple[str, int]]]
-    patterns: Mapping[str, tuple[re.Pattern[str], ...]]
+    patterns: tuple[re.Pattern[str], ...]
 
 
 def _gpu_from_entry(entry: Mapping[str, Any]) -> Gpu:
@@ -73,9 +151,15 @@ def _gpu_from_entry(entry: Mapping[str, Any]) -> Gpu:
 
 
 @functools.cache
-def _table() -> _Table:
+def _data() -> Mapping[str, Any]:
     text = resources.files("runctl").joinpath("data/gpus.json").read_text("utf-8")
-    data = json.loads(text)
+    data: Mapping[str, Any] = json.loads(text)
+    return data
+
+
+@functools.cache
+def _table() -> _Table:
+    data = _data()
     entries = {e["id"]: e for e in data["gpus"]}
     aliases: dict[str, str] = {}
     for gpu_id, entry in entries.items():
@@ -83,67 +167,74 @@ def _table() -> _Table:
             # The first entry to claim a spelling keeps it; the data file lists
             # specific names before families so that never hides a variant.
             aliases.setdefault(_key(name), gpu_id)
-    provider_aliases = {
-        provider: {_key(name): gpu_id for name, gpu_id in table.items()}
-        for provider, table in data["provider_aliases"].items()
-    }
-    instance_types = {
-        provider: {name.lower(): (gpu_id, int(count)) for name, (gpu_id, count) in table.items()}
-        for provider, table in data["instance_types"].items()
-    }
-    patterns = {
-        provider: tuple(re.compile(p, re.IGNORECASE) for p in found)
-        for provider, found in data["instance_type_patterns"].items()
-        if provider != "about"
-    }
-    for gpu_id in (
-        *(g for t in provider_aliases.values() for g in t.values()),
-        *(g for t in instance_types.values() for g, _ in t.values()),
-        *(g for e in entries.values() for g in e.get("by_memory", {}).values()),
-    ):
+    for gpu_id in (g for e in entries.values() for g in e.get("by_memory", {}).values()):
         if gpu_id not in entries:  # pragma: no cover - guards the data file itself
             raise RuntimeError(f"runctl/data/gpus.json refers to unknown GPU id {gpu_id!r}")
     return _Table(
         entries=entries,
         gpus={gpu_id: _gpu_from_entry(e) for gpu_id, e in entries.items()},
         aliases=aliases,
-        provider_aliases=provider_aliases,
-        instance_types=instance_types,
-        patterns=patterns,
+        patterns=tuple(
+            re.compile(p, re.IGNORECASE) for p in data["instance_type_patterns"]["*"]
+        ),
     )
 
 
-def _by_name(name: str, provider: str | None) -> str | None:
-    table = _table()
+@functools.cache
+def _source_spellings() -> Mapping[str, GpuSpellings]:
+    """The spellings of the catalogs the price snapshot holds, by provider name (data)."""
+    text = resources.files("runctl").joinpath("data/snapshot_sources.json").read_text("utf-8")
+    found: dict[str, GpuSpellings] = {}
+    for name, facts in json.loads(text)["providers"].items():
+        table = facts.get("gpu_spellings")
+        if table:
+            found[name] = GpuSpellings(
+                aliases=table.get("aliases"),
+                instance_types={k: (g, n) for k, (g, n) in table.get("instance_types", {}).items()},
+                patterns=table.get("patterns", ()),
+            )
+    return found
+
+
+def _spellings(provider: str | None, spellings: GpuSpellings | None) -> GpuSpellings | None:
+    if spellings is not None:
+        return spellings
+    return _source_spellings().get(provider) if provider is not None else None
+
+
+def _by_name(name: str, spell: GpuSpellings | None) -> str | None:
     key = _key(name)
     if not key:
         return None
-    if provider is not None:
-        found = table.provider_aliases.get(provider, {}).get(key)
+    if spell is not None:
+        found = spell._aliases.get(key)
         if found:
             return found
-    return table.aliases.get(key)
+    return _table().aliases.get(key)
 
 
-def _by_instance_type(name: str, provider: str | None) -> tuple[str, int] | None:
-    table = _table()
+def _by_instance_type(
+    name: str, spell: GpuSpellings | None, *, any_source: bool = False
+) -> tuple[str, int] | None:
     lowered = name.strip().lower()
-    providers = [provider] if provider is not None else list(table.instance_types)
-    for p in providers:
-        found = table.instance_types.get(p, {}).get(lowered)
+    sources = [spell] if spell is not None else []
+    if any_source and spell is None:
+        sources = list(_source_spellings().values())
+    for source in sources:
+        found = source._types.get(lowered)
         if found:
             return found
     # A provider's own patterns are too loose to try on other providers' names
     # (Paperspace's "H100" is a machine type), so without a provider only the
     # generic "8x H100" form is tried.
-    pattern_sets = [table.patterns.get(provider, ())] if provider is not None else []
-    pattern_sets.append(table.patterns.get("*", ()))
+    pattern_sets = [spell._patterns] if spell is not None else []
+    pattern_sets.append(_table().patterns)
     for patterns in pattern_sets:
         for pattern in patterns:
             match = pattern.match(name.strip())
             if not match:
                 continue
-            gpu_id = _by_name(match["gpu"], provider)
+            gpu_id = _by_name(match["gpu"], spell)
             if gpu_id is None:
                 continue
             groups = match.groupdict()
@@ -187,7 +278,13 @@ def _make(gpu_id: str | None, raw: str, memory_gb: float | None) -> Gpu:
 
 
 @functools.lru_cache(maxsize=8192)
-def normalize_gpu(raw: str, *, provider: str | None = None, memory_gb: float | None = None) -> Gpu:
+def normalize_gpu(
+    raw: str,
+    *,
+    provider: str | None = None,
+    memory_gb: float | None = None,
+    spellings: GpuSpellings | None = None,
+) -> Gpu:
     """Map a provider's accelerator name to runctl's canonical :class:`~runctl.models.Gpu`.
 
     Accepts product names (``"NVIDIA H100 80GB HBM3"``), provider short names
@@ -197,10 +294,12 @@ def normalize_gpu(raw: str, *, provider: str | None = None, memory_gb: float | N
 
     Args:
         raw: the name as the provider spells it.
-        provider: the provider's name; some names mean different GPUs at different
-            providers (RunPod's ``"H100"`` is the PCIe card, AWS's is SXM).
+        provider: the name of a provider whose published catalog the price snapshot
+            holds: its catalog's spellings are tried first (some names mean
+            different GPUs at different providers: AWS's ``"H100"`` is SXM).
         memory_gb: memory per device the provider reports, if any; picks the member
             of a family (``"A100"`` with 80 GB is the 80 GB A100).
+        spellings: a provider's own spellings, tried first (instead of ``provider``'s).
 
     Returns:
         The canonical GPU, with ``raw`` set to the given name. Never raises for an
@@ -208,9 +307,10 @@ def normalize_gpu(raw: str, *, provider: str | None = None, memory_gb: float | N
     """
     if not isinstance(raw, str) or not raw.strip():
         return Gpu(model=_UNKNOWN, vendor=_UNKNOWN, memory_gb=memory_gb, raw=str(raw))
-    gpu_id = _by_name(raw, provider)
+    spell = _spellings(provider, spellings)
+    gpu_id = _by_name(raw, spell)
     if gpu_id is None:
-        found = _by_instance_type(raw, provider)
+        found = _by_instance_type(raw, spell, any_source=provider is None)
         gpu_id = found[0] if found else None
     if gpu_id is None:
         # Trailing words (", 80GB", " MIG 1g.10gb", " (Secure Cloud)") rarely change
@@ -218,13 +318,17 @@ def normalize_gpu(raw: str, *, provider: str | None = None, memory_gb: float | N
         tokens = _tokens(raw)
         while gpu_id is None and len(tokens) > 1:
             tokens.pop()
-            gpu_id = _by_name(" ".join(tokens), provider)
+            gpu_id = _by_name(" ".join(tokens), spell)
     return _make(gpu_id, raw, memory_gb)
 
 
 @functools.lru_cache(maxsize=4096)
 def gpu_for_instance_type(
-    instance_type: str, *, provider: str | None = None, memory_gb: float | None = None
+    instance_type: str,
+    *,
+    provider: str | None = None,
+    memory_gb: float | None = None,
+    spellings: GpuSpellings | None = None,
 ) -> tuple[Gpu, int] | None:
     """The accelerator and how many of them a provider's machine type carries.
 
@@ -235,9 +339,11 @@ def gpu_for_instance_type(
 
     Args:
         instance_type: the provider's machine type.
-        provider: the provider's name (without it every provider's table is tried).
+        provider: the name of a provider the price snapshot holds (without it, and
+            without ``spellings``, every snapshot catalog's machine types are tried).
         memory_gb: memory per device the provider reports, if any (as for
             :func:`normalize_gpu`).
+        spellings: a provider's own spellings, tried first (instead of ``provider``'s).
 
     Returns:
         ``(gpu, count)``, or ``None`` when the machine type is not known to carry
@@ -245,7 +351,8 @@ def gpu_for_instance_type(
     """
     if not isinstance(instance_type, str) or not instance_type.strip():
         return None
-    found = _by_instance_type(instance_type, provider)
+    spell = _spellings(provider, spellings)
+    found = _by_instance_type(instance_type, spell, any_source=provider is None)
     if found is None:
         return None
     gpu_id, count = found
@@ -257,8 +364,33 @@ def known_gpus() -> tuple[Gpu, ...]:
     return tuple(_table().gpus.values())
 
 
+def _models() -> Mapping[str, str]:
+    """Each canonical model's name key -> the id of its top entry (the family, if any)."""
+    table = _table()
+    models: dict[str, str] = {}
+    for gpu_id, gpu in table.gpus.items():
+        models.setdefault(_key(gpu.model), gpu_id)
+    return models
+
+
+@functools.cache
+def _short_name(key: str) -> str | None:
+    """The one model whose name ends with the words of ``key`` (``"4090"``), if just one."""
+    found = set()
+    for gpu in _table().gpus.values():
+        words = _tokens(gpu.model)
+        for start in range(1, len(words)):
+            if "".join(words[start:]) == key:
+                found.add(gpu.model)
+    if len(found) != 1:
+        return None
+    return _models()[_key(found.pop())]
+
+
 def _query_target(query: str) -> tuple[str, frozenset[str]] | None:
     gpu_id = _by_name(query, None)
+    if gpu_id is None:
+        gpu_id = _short_name(_key(query))
     if gpu_id is None:
         return None
     gpu = _table().gpus[gpu_id]
@@ -271,19 +403,32 @@ def _matcher(query: str) -> tuple[str, frozenset[str]] | str:
     return target if target is not None else _key(query)
 
 
+def gpu_query_model(query: str) -> str | None:
+    """The canonical model a user asking for ``query`` means (``"4090"`` -> ``"RTX 4090"``).
+
+    ``None`` for a name runctl does not know, or a short name shared by several
+    models (``"6000"``).
+    """
+    target = _matcher(query)
+    return None if isinstance(target, str) else target[0]
+
+
 @functools.lru_cache(maxsize=8192)
 def gpu_matches(query: str, gpu: Gpu) -> bool:
-    """Whether ``gpu`` is what a user asking for ``query`` means.
+    """Whether ``gpu`` is what a user asking for ``query`` means. Exact, never by prefix.
 
-    A model matches all its variants (``"H100"`` matches H100 SXM, PCIe and NVL);
-    a variant or memory size narrows it (``"A100-80GB"``, ``"H100 SXM"``). A name
-    runctl does not know matches GPUs whose display name starts with it
-    (``"RTX"``, ``"TPU"``).
+    The query names a canonical model (any spelling: ``"h100"``, ``"NVIDIA H100"``,
+    or a short name that names one model only: ``"4090"``, ``"A6000"``), and
+    matches that model only: ``"A10"`` never matches an A100, ``"H200"`` never a
+    GH200, ``"L4"`` never an L40S. It matches all the model's variants
+    (``"H100"``: SXM, PCIe and NVL); a variant or memory size narrows it
+    (``"A100-80GB"``, ``"H100 SXM"``). A name runctl does not know matches only a
+    GPU spelled exactly so (one runctl could not recognise either).
     """
     target = _matcher(query)
     if isinstance(target, str):
         return bool(target) and (
-            _key(gpu.name).startswith(target) or (gpu.raw is not None and _key(gpu.raw) == target)
+            _key(gpu.name) == target or (gpu.raw is not None and _key(gpu.raw) == target)
         )
     model, wanted = target
     if gpu.model != model:

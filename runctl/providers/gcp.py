@@ -156,8 +156,6 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
 
-from .._wire import Fields
-from .._workload import ExitCodes, ended, exit_code_in, parse_marker, wrap_command
 from ..cost import Money, Price
 from ..errors import (
     AuthenticationError,
@@ -176,6 +174,18 @@ from ..errors import (
     UnsupportedOperationError,
     ValidationError,
 )
+from ..kit import (
+    Availability,
+    ExitCodes,
+    Fields,
+    ProviderBase,
+    ended,
+    exit_code_in,
+    gpu_matches,
+    normalize_gpu,
+    parse_marker,
+    wrap_command,
+)
 from ..models import (
     TAG_LAUNCH_ID,
     TAG_MANAGED_BY,
@@ -188,7 +198,6 @@ from ..models import (
     Resource,
     ResourceState,
 )
-from ..provider import Availability, ProviderBase
 
 if TYPE_CHECKING:
     from ..config import ProviderConfig
@@ -563,7 +572,6 @@ def tpu_hosts(accelerator_type: str) -> int:
 
 @functools.cache
 def _tpu_gpu(generation: str) -> Gpu:
-    from ..gpus import normalize_gpu
 
     return normalize_gpu(f"tpu-{generation}", provider=NAME)
 
@@ -629,7 +637,6 @@ def gcp_offers(snapshot: Iterable[Offer]) -> list[Offer]:
 
 
 def _matches(query: OfferQuery, offer: Offer) -> bool:
-    from ..gpus import gpu_matches
 
     if query.gpu and (offer.gpu is None or not gpu_matches(query.gpu, offer.gpu)):
         return False
@@ -1280,7 +1287,6 @@ class GcpProvider(ProviderBase):
         rid = f"{inst.zone}/{inst.name}"
         gpu: Gpu | None = None
         count = 0
-        from ..gpus import normalize_gpu
 
         known = _MACHINE_GPUS.get(inst.machine_type or "")
         if known is not None:
@@ -1525,7 +1531,6 @@ class GcpProvider(ProviderBase):
                     o for o in every if o.instance_type == machine and o.spot == spec.spot
                 ]
         else:
-            from ..gpus import gpu_matches, normalize_gpu
 
             assert gpu_query is not None
             if not normalize_gpu(gpu_query).known:
@@ -1597,7 +1602,6 @@ class GcpProvider(ProviderBase):
 
     @staticmethod
     def _n1_accelerator(gpu: str) -> str:
-        from ..gpus import gpu_matches, normalize_gpu
 
         for name in sorted(N1_ACCELERATORS):
             if gpu_matches(gpu, normalize_gpu(name, provider=NAME)):

@@ -135,7 +135,6 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import attrs
 
-from .._wire import Fields
 from ..cost import Money, Price
 from ..errors import (
     AuthenticationError,
@@ -154,6 +153,14 @@ from ..errors import (
     UnsupportedOperationError,
     ValidationError,
 )
+from ..kit import (
+    Availability,
+    Fields,
+    ProviderBase,
+    gpu_for_instance_type,
+    gpu_matches,
+    normalize_gpu,
+)
 from ..models import (
     TAG_LAUNCH_ID,
     TAG_MANAGED_BY,
@@ -167,7 +174,6 @@ from ..models import (
     Resource,
     ResourceState,
 )
-from ..provider import Availability, ProviderBase
 from ..rendezvous import DEFAULT_PORT, rendezvous_env
 
 if TYPE_CHECKING:
@@ -571,7 +577,6 @@ def node_gpu(
             tried for ``node.kubernetes.io/instance-type`` before runctl's tables.
         provider: passed to the GPU normalisation.
     """
-    from ..gpus import gpu_for_instance_type, normalize_gpu
 
     memory_gb = None
     for key in GPU_MEMORY_LABELS:
@@ -1077,7 +1082,6 @@ class KubernetesProvider(ProviderBase):
         return rate, "static", None
 
     def _resource(self, job: KubeJob, pods: Sequence[KubePod]) -> Resource:
-        from ..gpus import normalize_gpu
 
         decided = job_state(job, pods, pull_failed=self._pull_failed)
         if decided.state.is_terminal or decided.state is _S.RUNNING:
@@ -1188,7 +1192,6 @@ class KubernetesProvider(ProviderBase):
         ``available`` says whether some node of that kind has the GPUs free now; the
         note says how many nodes and GPUs are free. Prices are the configured rate.
         """
-        from ..gpus import gpu_matches
 
         if query.spot is True or (query.providers and self.name not in query.providers):
             return []
@@ -1267,7 +1270,6 @@ class KubernetesProvider(ProviderBase):
         The nodes returned are those the pods may land on, as far as runctl can tell
         (none when it had no reason to list them).
         """
-        from ..gpus import gpu_matches
 
         selector = _pairs("options.node_selector", spec.options.get("node_selector", ""))
         if spec.region:

@@ -64,29 +64,39 @@ import hashlib
 import re
 import shlex
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
 
-from .._wire import Fields, malformed
 from ..cost import Money, Price
 from ..errors import (
     AuthenticationError,
     CapacityError,
     NotFoundError,
-    ProviderConnectionError,
     ProviderError,
     QuotaExceededError,
     ServerError,
     UnsupportedOperationError,
     ValidationError,
 )
-from ..models import (
+from ..kit import (
     TAG_LAUNCH_ID,
-    TAG_MANAGED_BY,
     TAG_NAME,
+    BillingRule,
+    Fields,
+    GpuSpellings,
+    RestProviderBase,
+    StateTable,
+    check_resource_id,
+    export_lines,
+    gpu_matches,
+    gpu_query_model,
+    malformed,
+    utcnow,
+)
+from ..models import (
     Capabilities,
     Gpu,
     LaunchSpec,
@@ -95,7 +105,6 @@ from ..models import (
     Resource,
     ResourceState,
 )
-from ..provider import RestProviderBase
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -111,8 +120,27 @@ __all__ = [
 ]
 
 NAME = "lambda"
-#: Lambda bills on-demand instances in one-minute increments.
-BILLING_INCREMENT = timedelta(minutes=1)
+#: How Lambda bills on-demand instances: in one-minute increments.
+BILLING_RULE = BillingRule(
+    increment=timedelta(minutes=1),
+    source="https://docs.lambda.ai/public-cloud/billing (hourly prices, billed in one-minute "
+    "increments)",
+)
+BILLING_INCREMENT = BILLING_RULE.increment
+#: Lambda's names for GPUs where runctl's table means another card (its "A100" is the
+#: 40 GB SXM one unless the description says PCIe; "RTX6000" is the Quadro).
+GPU_SPELLINGS = GpuSpellings(
+    aliases={
+        "A100": "a100-40gb-sxm",
+        "A100-80GB": "a100-80gb-sxm",
+        "H100": "h100-sxm",
+        "V100": "v100-16gb-sxm2",
+        "RTX6000": "quadro-rtx6000",
+        "A6000": "rtx-a6000",
+    },
+)
+#: Instance fields that grant access to the machine (JupyterLab): never in an error.
+SECRET_FIELDS = ("jupyter_token", "jupyter_url")
 _GIB_IN_GB = Decimal("1.073741824")
 _TAG_KEY = re.compile(r"^[a-z][a-z0-9-:]+$")
 
@@ -120,22 +148,27 @@ _TAG_KEY = re.compile(r"^[a-z][a-z0-9-:]+$")
 
 _S = ResourceState
 #: Every documented ``InstanceStatus`` of Lambda's API, mapped to runctl's state.
-LAMBDA_STATES: Mapping[str, ResourceState] = {
-    "booting": _S.PROVISIONING,  # launched, booting, not yet passed health checks
-    "active": _S.RUNNING,  # running (and billed)
-    # Failed health checks; it may recover or need a restart, so it is not terminal.
-    "unhealthy": _S.UNKNOWN,
-    "terminating": _S.TERMINATING,
-    "terminated": _S.TERMINATED,
-    "preempted": _S.PREEMPTED,
-}
+LAMBDA_STATES = StateTable(
+    NAME,
+    {
+        "booting": _S.PROVISIONING,  # launched, booting, not yet passed health checks
+        "active": _S.RUNNING,  # running (and billed)
+        # Failed health checks: it is up (and billed) and may recover, so not terminal.
+        "unhealthy": _S.RUNNING,
+        "terminating": _S.TERMINATING,
+        "terminated": _S.TERMINATED,
+        "preempted": _S.PREEMPTED,
+    },
+    details={
+        "unhealthy": "Lambda reports the instance unhealthy (failed health checks); it still "
+        "runs and bills",
+    },
+)
 
 
 def lambda_state(raw: str | None) -> ResourceState:
     """runctl's state for a Lambda ``InstanceStatus``; ``UNKNOWN`` for anything undocumented."""
-    if raw is None:
-        return _S.UNKNOWN
-    return LAMBDA_STATES.get(raw.lower(), _S.UNKNOWN)
+    return LAMBDA_STATES(raw)
 
 
 # --- wire models --------------------------------------------------------------------------------
@@ -182,9 +215,7 @@ class LambdaInstanceType:
         """The canonical GPU, ``None`` for CPU-only types."""
         if not self.gpus or not self.gpu_description:
             return None
-        from ..gpus import normalize_gpu
-
-        return normalize_gpu(self.gpu_description, provider=NAME)
+        return GPU_SPELLINGS.normalize(self.gpu_description)
 
     def price(self, *, observed_at: datetime | None) -> Price:
         """The type's price per instance-hour, as runctl :class:`Price`."""
@@ -206,7 +237,7 @@ class LambdaInstance:
     @classmethod
     def from_wire(cls, data: object) -> LambdaInstance:
         """Parse leniently; raise ``MalformedResponseError`` when it cannot be understood."""
-        f = Fields(_hide_tokens(data), "Instance", provider=NAME)
+        f = Fields(data, "Instance", provider=NAME, secret=SECRET_FIELDS)
         region = f.obj("region")
         raw_type = f.data.get("instance_type")
         tags = {}
@@ -224,16 +255,6 @@ class LambdaInstance:
             instance_type=None if raw_type is None else LambdaInstanceType.from_wire(raw_type),
             tags=tags,
         )
-
-
-#: Instance fields that grant access to the machine (JupyterLab): never in an error.
-_TOKENS = ("jupyter_token", "jupyter_url")
-
-
-def _hide_tokens(data: object) -> object:
-    if isinstance(data, Mapping) and any(data.get(k) is not None for k in _TOKENS):
-        return {**data, **{k: "***" for k in _TOKENS if data.get(k) is not None}}
-    return data
 
 
 def _data(body: object, what: str) -> Any:
@@ -263,17 +284,9 @@ def _gib_to_gb(gib: int | None) -> float | None:
 
 
 def _matches_gpu(wanted: str, instance_type: LambdaInstanceType) -> bool:
+    # The core's matcher only: exact on canonical models (never "A10" for an A100).
     gpu = instance_type.gpu
-    if gpu is None:
-        return False
-    wanted_l = wanted.strip().lower()
-    if wanted_l in (instance_type.gpu_description or "").lower():
-        return True
-    return gpu.known and wanted_l in (
-        gpu.model.lower(),
-        gpu.name.lower(),
-        gpu.name.replace(" ", "-").lower(),
-    )
+    return gpu is not None and gpu_matches(wanted, gpu)
 
 
 # --- errors -------------------------------------------------------------------------------------
@@ -308,7 +321,7 @@ def user_data_script(spec: LaunchSpec) -> str:
             "> /var/log/runctl.log 2>&1"
         )
     else:
-        lines.extend(f"export {k}={shlex.quote(v)}" for k, v in spec.env.items())
+        lines.extend(export_lines(spec.env))
         if spec.workdir:
             lines.append(f"mkdir -p {shlex.quote(spec.workdir)} && cd {shlex.quote(spec.workdir)}")
         lines.append(f"/bin/bash -c {shlex.quote(command)} > /var/log/runctl.log 2>&1")
@@ -331,6 +344,10 @@ class LambdaCloudProvider(RestProviderBase):
     """
 
     name: ClassVar[str] = NAME
+    resource_noun: ClassVar[str] = "instance"
+    billing_rule: ClassVar[BillingRule | None] = BILLING_RULE
+    gpu_spellings: ClassVar[GpuSpellings | None] = GPU_SPELLINGS
+    secret_fields: ClassVar[tuple[str, ...]] = SECRET_FIELDS
     default_base_url: ClassVar[str] = "https://cloud.lambda.ai/api/v1"
     api_key_env: ClassVar[tuple[str, ...]] = ("LAMBDA_API_KEY",)
     api_key_hint: ClassVar[str] = "Create a key at https://cloud.lambda.ai/api-keys"
@@ -352,7 +369,7 @@ class LambdaCloudProvider(RestProviderBase):
             exit_code=False,
         )
 
-    def _classify(self, response: httpx.Response, message: str) -> ProviderError | None:
+    def classify_error(self, response: httpx.Response, message: str) -> ProviderError | None:
         """Map Lambda's ``{"error": {"code", "message", "suggestion"}}`` by its code."""
         try:
             body = response.json()
@@ -392,7 +409,7 @@ class LambdaCloudProvider(RestProviderBase):
         """
         if query.spot is True or (query.providers and NAME not in query.providers):
             return []
-        now = datetime.now(timezone.utc)
+        now = utcnow()
         result: list[Offer] = []
         for instance_type in await self._instance_types():
             gpu = instance_type.gpu
@@ -444,13 +461,9 @@ class LambdaCloudProvider(RestProviderBase):
     def _resource(self, instance: LambdaInstance, *, price: Price | None = None) -> Resource:
         state = lambda_state(instance.status)
         kind = instance.instance_type
-        detail = None
-        if instance.status == "unhealthy":
-            detail = "Lambda reports the instance unhealthy (failed health checks)"
-        elif state is _S.UNKNOWN:
-            detail = f"Lambda reported status {instance.status!r}, which runctl does not know"
+        detail = LAMBDA_STATES.detail(instance.status)
         if price is None and kind is not None:
-            price = kind.price(observed_at=datetime.now(timezone.utc))
+            price = kind.price(observed_at=utcnow())
         return Resource(
             id=instance.id,
             provider=NAME,
@@ -466,7 +479,7 @@ class LambdaCloudProvider(RestProviderBase):
             tags=dict(instance.tags),
             address=instance.ip,
             detail=detail,
-            ended_at=datetime.now(timezone.utc) if state.is_terminal else None,
+            ended_at=utcnow() if state.is_terminal else None,
         )
 
     async def _instances(self) -> list[LambdaInstance]:
@@ -481,27 +494,13 @@ class LambdaCloudProvider(RestProviderBase):
         Raises:
             NotFoundError: no such instance (terminated instances disappear after a while).
         """
-        data = _data(await self._api().get(f"/instances/{_path_id(resource_id)}"), "GetInstance")
+        path = f"/instances/{_instance_id(resource_id)}"
+        data = _data(await self._api().get(path), "GetInstance")
         return self._resource(LambdaInstance.from_wire(data))
 
-    async def list(self, *, tags: Mapping[str, str] | None = None) -> Sequence[Resource]:
-        """Instances runctl launched (they carry its tags), optionally only those with ``tags``."""
-        found = []
-        for instance in await self._instances():
-            if instance.tags.get(TAG_MANAGED_BY) != "runctl":
-                continue
-            if tags and any(instance.tags.get(k) != v for k, v in tags.items()):
-                continue
-            found.append(self._resource(instance))
-        return found
-
-    async def _find(self, launch_id: str) -> Resource | None:
-        for instance in await self._instances():
-            if instance.tags.get(TAG_LAUNCH_ID) == launch_id and lambda_state(
-                instance.status
-            ) not in (_S.TERMINATED, _S.TERMINATING):
-                return self._resource(instance)
-        return None
+    async def list_all(self) -> Sequence[Resource]:
+        """Every instance of the account (``list`` keeps those runctl launched, by their tags)."""
+        return [self._resource(instance) for instance in await self._instances()]
 
     # --- launching ------------------------------------------------------------------------------
 
@@ -555,18 +554,17 @@ class LambdaCloudProvider(RestProviderBase):
             candidates = [t for t in candidates if region in t.regions_with_capacity] or candidates
         with_capacity = [t for t in candidates if t.regions_with_capacity]
         if not with_capacity:
-            what = type_name or f"{spec.gpu_count or 1}x {spec.gpu}"
+            model = (gpu_query_model(spec.gpu) or spec.gpu) if spec.gpu else None
+            what = type_name or f"{spec.gpu_count or 1}x {model}"
             raise CapacityError(f"no Lambda capacity for {what} now", provider=NAME)
         chosen = min(with_capacity, key=lambda t: t.price_cents_per_hour)
         return chosen, chosen.name, region or chosen.regions_with_capacity[0]
 
-    async def _launch_body(
-        self, spec: LaunchSpec
-    ) -> tuple[dict[str, Any], LambdaInstanceType | None]:
+    def check_launch(self, spec: LaunchSpec) -> None:
+        """Refuse what Lambda can never run: spot, tags Lambda refuses."""
         if spec.spot:
             raise UnsupportedOperationError(NAME, "spot", "Lambda sells on-demand instances only")
-        tags = spec.runctl_tags
-        for key, value in tags.items():
+        for key, value in spec.runctl_tags.items():
             if len(key) > 55 or not _TAG_KEY.match(key):
                 raise ValidationError(
                     f"tags.{key}",
@@ -575,6 +573,11 @@ class LambdaCloudProvider(RestProviderBase):
                 )
             if len(value) > 128:
                 raise ValidationError(f"tags.{key}", "Lambda tag values are at most 128 characters")
+
+    async def _launch_body(
+        self, spec: LaunchSpec
+    ) -> tuple[dict[str, Any], LambdaInstanceType | None]:
+        tags = spec.runctl_tags
         chosen, type_name, region = await self._choose(spec)
         body: dict[str, Any] = {
             "region_name": region,
@@ -592,45 +595,22 @@ class LambdaCloudProvider(RestProviderBase):
             body["file_system_names"] = [spec.options["file_system_name"]]
         return body, chosen
 
-    async def launch(self, spec: LaunchSpec) -> Resource:
-        """Launch an instance for ``spec``, or return the one already launched with its launch id.
+    async def create(self, spec: LaunchSpec) -> Resource:
+        """Launch an instance for ``spec`` (``launch`` looks for its launch id first).
 
         Raises:
             ValidationError: the spec cannot be run on Lambda (no SSH key, bad tag ...).
-            UnsupportedOperationError: ``spec.spot``.
-            CapacityError: no capacity for the instance type.
+            CapacityError: no capacity for the instance type, or no such GPU.
             QuotaExceededError: the account's quota is reached.
-            ProviderConnectionError: the launch may have reached Lambda but no instance
-                with this launch id can be found; launching again with the same spec is safe.
         """
-        existing = await self._find(spec.launch_id)
-        if existing is not None:
-            return existing
         body, chosen = await self._launch_body(spec)
-        try:
-            answer = await self._api().post("/instance-operations/launch", json_body=body)
-        except (ProviderConnectionError, ServerError) as e:
-            if isinstance(e, ProviderConnectionError) and not e.maybe_applied:
-                raise
-            found = await self._find(spec.launch_id)
-            if found is not None:
-                return found
-            if isinstance(e, ServerError):
-                raise
-            error = ProviderConnectionError(
-                f"the launch request for launch {spec.launch_id} got no answer and no instance "
-                "with that launch id exists yet; launching again with the same launch id is safe "
-                "(it will not create a second instance)",
-                provider=NAME,
-            )
-            error.maybe_applied = True
-            raise error from e
+        answer = await self._api().post("/instance-operations/launch", json_body=body)
         what = "InstanceLaunchResponse"
         data = Fields(_data(answer, what), what, provider=NAME)
         ids = [i for i in data.items("instance_ids", required=True) if isinstance(i, str)]
         if not ids:
             raise malformed(NAME, "InstanceLaunchResponse: no instance id", answer)
-        price = chosen.price(observed_at=datetime.now(timezone.utc)) if chosen else None
+        price = chosen.price(observed_at=utcnow()) if chosen else None
         try:
             return await self.get(ids[0])
         except ProviderError:
@@ -651,26 +631,20 @@ class LambdaCloudProvider(RestProviderBase):
 
     # --- terminating ----------------------------------------------------------------------------
 
-    async def terminate(self, resource_id: str) -> Resource:
+    async def remove(self, resource_id: str) -> Resource:
         """Terminate the instance; returns it as Lambda reports it after the request.
 
-        Idempotent: an instance Lambda no longer knows is reported ``TERMINATED``
-        (Lambda cannot tell "terminated long ago" from "never existed").
+        (``terminate`` reports an instance Lambda no longer knows as ``TERMINATED``:
+        Lambda cannot tell "terminated long ago" from "never existed".)
         """
         try:
             answer = await self._api().post(
                 "/instance-operations/terminate",
-                json_body={"instance_ids": [_path_id(resource_id)]},
+                json_body={"instance_ids": [_instance_id(resource_id)]},
                 idempotent=True,
             )
         except NotFoundError:
-            try:
-                return await self.get(resource_id)  # still listed as terminated
-            except NotFoundError:
-                return Resource(
-                    id=resource_id, provider=NAME, state=_S.TERMINATED,
-                    detail="not known to Lambda (terminated)",
-                )
+            return await self.get(resource_id)  # still listed as terminated, or NotFoundError
         what = "InstanceTerminateResponse"
         data = Fields(_data(answer, what), what, provider=NAME)
         for item in data.items("terminated_instances"):
@@ -680,7 +654,8 @@ class LambdaCloudProvider(RestProviderBase):
         raise malformed(
             NAME,
             f"InstanceTerminateResponse: {resource_id} is not among the terminated",
-            [_hide_tokens(item) for item in data.items("terminated_instances")],
+            data.items("terminated_instances"),
+            secret=SECRET_FIELDS,
         )
 
     async def stop(self, resource_id: str) -> Resource:
@@ -705,7 +680,5 @@ class LambdaCloudProvider(RestProviderBase):
         )
 
 
-def _path_id(resource_id: str) -> str:
-    if not resource_id or not re.fullmatch(r"[A-Za-z0-9_-]+", resource_id):
-        raise ValidationError("resource_id", f"{resource_id!r} is not a Lambda instance id")
-    return resource_id
+def _instance_id(resource_id: str) -> str:
+    return check_resource_id(resource_id, provider=NAME, what="Lambda instance")

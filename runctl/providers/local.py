@@ -64,7 +64,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -79,29 +79,32 @@ from ..errors import (
     UnsupportedOperationError,
     ValidationError,
 )
+from ..kit import Availability, ProviderBase, StateTable, utcnow
 from ..models import Capabilities, Gpu, LaunchSpec, Offer, OfferQuery, Resource, ResourceState
-from ..provider import Availability, ProviderBase
 
 __all__ = ["LocalProvider"]
 
 logger = logging.getLogger("runctl.providers.local")
 
 NAME = "local"
-_STATES: Mapping[str, ResourceState] = {
-    "starting": ResourceState.PROVISIONING,
-    "running": ResourceState.RUNNING,
-    "stopped": ResourceState.STOPPED,
-    "terminating": ResourceState.TERMINATING,
-    "terminated": ResourceState.TERMINATED,
-    "lost": ResourceState.FAILED,
-    # "exited" depends on the exit code; see _observe.
-}
+_STATES = StateTable(
+    NAME,
+    {
+        "starting": ResourceState.PROVISIONING,
+        "running": ResourceState.RUNNING,
+        "stopped": ResourceState.STOPPED,
+        "terminating": ResourceState.TERMINATING,
+        "exited": ResourceState.SUCCEEDED,  # FAILED when the exit code is not 0 (_observe)
+        "terminated": ResourceState.TERMINATED,
+        "lost": ResourceState.FAILED,
+    },
+    case_sensitive=True,
+)
 _META, _PROC, _STATUS, _LOG = "meta.json", "process.json", "status.json", "output.log"
 _TERMINATE_MARK, _STOP_MARK = "terminate-requested", "stopped"
 
 
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
+_now = utcnow
 
 
 def _write_json(path: Path, data: Mapping[str, Any]) -> None:
@@ -513,12 +516,12 @@ async def _local_gpus() -> list[Gpu]:
         return []
     if result.returncode != 0:
         return []
-    from ..gpus import normalize_gpu
+    from ..kit import normalize_gpu
 
     gpus = []
     for line in result.stdout.decode(errors="replace").splitlines():
         name, _, memory = line.partition(",")
-        gpu = normalize_gpu(name.strip(), provider=NAME)
+        gpu = normalize_gpu(name.strip())
         if gpu.memory_gb is None and memory.strip().isdigit():
             import attrs
 

@@ -69,29 +69,41 @@ import re
 import shlex
 import sys
 from collections.abc import AsyncIterator, Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
 
-from .._wire import Fields, malformed
 from ..errors import (
     AuthenticationError,
     CapacityError,
     NotFoundError,
-    ProviderConnectionError,
     ProviderError,
     QuotaExceededError,
     ServerError,
     UnsupportedOperationError,
     ValidationError,
 )
-from ..models import (
+from ..kit import (
     TAG_LAUNCH_ID,
     TAG_MANAGED_BY,
     TAG_NAME,
     TAG_TTL,
+    BillingRule,
+    Fields,
+    GpuSpellings,
+    RestProviderBase,
+    StateTable,
+    check_resource_id,
+    collect_pages,
+    export_lines,
+    is_lost_answer,
+    malformed,
+    shell_command,
+    utcnow,
+)
+from ..models import (
     Capabilities,
     LaunchSpec,
     Offer,
@@ -99,7 +111,6 @@ from ..models import (
     Resource,
     ResourceState,
 )
-from ..provider import RestProviderBase
 
 if TYPE_CHECKING:
     import httpx
@@ -123,8 +134,25 @@ DEFAULT_DISK_GB = 50
 DEFAULT_TEMPLATE_NAME = "ML-in-a-Box"
 _NAME_PREFIX = "runctl-"
 _PAGE = 100
-_RECONCILE_TRIES = 3
-_RECONCILE_WAIT = 2.0
+#: How Paperspace bills machines, as far as its pages say.
+BILLING_RULE = BillingRule(
+    increment=timedelta(hours=1),
+    source="https://www.paperspace.com/pricing",
+    note="per-second billing is reported by third parties but not confirmed; billed per hour "
+    "here, which can only overstate a short run",
+)
+#: Paperspace's names for GPUs (its machine types double as GPU names: "A100-80G",
+#: "H100x8").
+GPU_SPELLINGS = GpuSpellings(
+    aliases={
+        "A100-80G": "a100-80gb",
+        "A100": "a100-40gb",
+        "V100": "v100-16gb",
+        "V100-32G": "v100-32gb",
+        "V100-32GB": "v100-32gb",
+    },
+    patterns=[r"^(?P<gpu>.+?)x(?P<count>\d+)$", r"^(?P<gpu>.+)$"],
+)
 
 CAPABILITIES = Capabilities(
     live_offers=False,
@@ -143,16 +171,20 @@ CAPABILITIES = Capabilities(
 _S = ResourceState
 #: Every machine ``state`` the v1 API documents (the enum in Paperspace/cli
 #: ``api/openapi.ts``, generated from https://api.paperspace.com/v1/openapi.json).
-RAW_STATES: Mapping[str, ResourceState] = {
-    "provisioning": _S.PROVISIONING,  # being created
-    "starting": _S.PROVISIONING,  # booting
-    "restarting": _S.PROVISIONING,  # rebooting (transient)
-    "upgrading": _S.PROVISIONING,  # being resized / upgraded
-    "serviceready": _S.RUNNING,  # booted, Paperspace's agent up (the VM runs and bills)
-    "ready": _S.RUNNING,  # fully up
-    "stopping": _S.STOPPING,
-    "off": _S.STOPPED,  # powered off; disk kept and billed
-}
+RAW_STATES = StateTable(
+    "paperspace",
+    {
+        "provisioning": _S.PROVISIONING,  # being created
+        "starting": _S.PROVISIONING,  # booting
+        "restarting": _S.PROVISIONING,  # rebooting (transient)
+        "upgrading": _S.PROVISIONING,  # being resized / upgraded
+        "serviceready": _S.RUNNING,  # booted, Paperspace's agent up (the VM runs and bills)
+        "ready": _S.RUNNING,  # fully up
+        "stopping": _S.STOPPING,
+        "off": _S.STOPPED,  # powered off; disk kept and billed
+    },
+    case_sensitive=True,
+)
 
 
 def state_of(raw: str | None, *, deleted: bool = False) -> tuple[ResourceState, str | None]:
@@ -281,10 +313,6 @@ def _pspace_key(environ: Mapping[str, str]) -> tuple[str, Path] | None:
     return None
 
 
-def _utcnow() -> datetime:
-    return datetime.now(timezone.utc)
-
-
 def startup_script(spec: LaunchSpec) -> str:
     """The bash script that runs ``spec`` at the machine's first boot (as root)."""
     log = f"/var/log/runctl-{spec.launch_id}.log"
@@ -297,13 +325,9 @@ def startup_script(spec: LaunchSpec) -> str:
             "chown paperspace:paperspace /home/paperspace/.ssh/authorized_keys",
             "chmod 600 /home/paperspace/.ssh/authorized_keys",
         ]
-    for k, v in spec.env.items():
-        lines.append(f"export {k}={shlex.quote(v)}")
+    lines.extend(export_lines(spec.env))
     # One string is a shell command (pipes, ``&&``); a list is run as exactly that argv.
-    if len(spec.command) == 1:
-        command = f"sh -c {shlex.quote(spec.command[0])}"
-    else:
-        command = shlex.join(spec.command)
+    command = shell_command(spec.command)
     if spec.image:
         env_flags = "".join(f" -e {k}" for k in spec.env)
         workdir = f" -w {shlex.quote(spec.workdir)}" if spec.workdir else ""
@@ -330,6 +354,12 @@ class PaperspaceProvider(RestProviderBase):
     """
 
     name: ClassVar[str] = "paperspace"
+    resource_noun: ClassVar[str] = "machine"
+    billing_rule: ClassVar[BillingRule | None] = BILLING_RULE
+    gpu_spellings: ClassVar[GpuSpellings | None] = GPU_SPELLINGS
+    #: After a create whose answer was lost: look for the machine 3 times, 2 s apart.
+    recover_tries: ClassVar[int] = 3
+    recover_wait: ClassVar[float] = 2.0
     default_base_url: ClassVar[str] = DEFAULT_BASE_URL
     api_key_env: ClassVar[tuple[str, ...]] = ("PAPERSPACE_API_KEY",)
     api_key_elsewhere: ClassVar[tuple[str, ...]] = (
@@ -343,9 +373,9 @@ class PaperspaceProvider(RestProviderBase):
         return CAPABILITIES
 
     @classmethod
-    def _secret(cls, config: ProviderConfig) -> Secret | None:
+    def find_api_key(cls, config: ProviderConfig) -> Secret | None:
         """The key from the environment or config file, else the ``pspace`` CLI's login."""
-        secret = super()._secret(config)
+        secret = super().find_api_key(config)
         if secret is not None:
             return secret
         found = _pspace_key(config.environ)
@@ -357,7 +387,7 @@ class PaperspaceProvider(RestProviderBase):
 
     # --- errors -------------------------------------------------------------------------------
 
-    def _classify(self, response: httpx.Response, message: str) -> ProviderError | None:
+    def classify_error(self, response: httpx.Response, message: str) -> ProviderError | None:
         """Paperspace's error shape: ``{"code": ..., "message": ..., "details": {...}}``.
 
         Capacity and quota problems come back as 4xx with a message; they are told
@@ -396,14 +426,12 @@ class PaperspaceProvider(RestProviderBase):
     # --- machines -----------------------------------------------------------------------------
 
     def _resource(self, m: PaperspaceMachine, *, observed_at: datetime | None = None) -> Resource:
-        from ..gpus import normalize_gpu
-
         state, detail = state_of(m.state, deleted=m.dt_deleted is not None)
         tags = parse_machine_name(m.name) or {}
         acc = m.accelerators[0] if m.accelerators else None
         gpu = None
         if acc is not None:
-            gpu = normalize_gpu(acc.name, provider=self.name)
+            gpu = GPU_SPELLINGS.normalize(acc.name)
         return Resource(
             id=m.id,
             provider=self.name,
@@ -419,16 +447,16 @@ class PaperspaceProvider(RestProviderBase):
             region=m.region,
             tags=tags,
             address=m.public_ip,
-            observed_at=observed_at or _utcnow(),
+            observed_at=observed_at or utcnow(),
             detail=detail,
         )
 
     @staticmethod
     def _machine_id(resource_id: str) -> str:
-        if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", resource_id or ""):
-            raise NotFoundError(f"{resource_id!r} is not a Paperspace machine id",
-                                provider="paperspace")
-        return resource_id
+        return check_resource_id(
+            resource_id, provider="paperspace", what="Paperspace machine",
+            pattern=r"[A-Za-z0-9_-]{1,64}",
+        )
 
     def _machine(self, data: object, what: str) -> PaperspaceMachine:
         # get answers with the machine; create/start/stop/delete with {data, event}
@@ -451,10 +479,8 @@ class PaperspaceProvider(RestProviderBase):
     async def _all_items(self, path: str) -> list[Any]:
         """Every item of a list endpoint, page by page (``hasMore``, ``nextPage``)."""
         api = self._api()
-        found: list[Any] = []
-        after: str | None = None
-        seen: set[str] = set()
-        while True:
+
+        async def page(after: str | None) -> tuple[list[Any], str | None]:
             params: dict[str, Any] = {"limit": _PAGE}
             if after:
                 params["after"] = after
@@ -462,32 +488,24 @@ class PaperspaceProvider(RestProviderBase):
             items = data.get("items") if isinstance(data, Mapping) else None
             if not isinstance(items, list):
                 raise malformed(self.name, f"GET {path}: expected {{'items': [...]}}")
-            found.extend(items)
-            after = data.get("nextPage")
-            if after is not None and not isinstance(after, str):
+            following = data.get("nextPage")
+            if following is not None and not isinstance(following, str):
                 raise malformed(self.name, f"GET {path}: 'nextPage' is not a string")
-            if not data.get("hasMore") or not after or after in seen:
-                return found
-            seen.add(after)
+            return items, following if data.get("hasMore") else None
+
+        return await collect_pages(page)
 
     async def _all_machines(self) -> list[PaperspaceMachine]:
         return [PaperspaceMachine.from_json(item) for item in await self._all_items("/machines")]
 
-    async def _find(self, launch_id: str) -> Resource | None:
-        found = await self.list(tags={TAG_LAUNCH_ID: launch_id})
-        return found[0] if found else None
-
-    async def _reconcile(self, launch_id: str) -> Resource | None:
-        for attempt in range(_RECONCILE_TRIES):
-            if attempt:
-                await self._sleep(_RECONCILE_WAIT)
-            try:
-                found = await self._find(launch_id)
-            except ProviderError:
-                continue
-            if found is not None:
-                return found
-        return None
+    async def list_all(self) -> Sequence[Resource]:
+        """Every machine not deleted (``list`` keeps those named ``runctl-<launch id>...``)."""
+        now = utcnow()
+        return [
+            self._resource(m, observed_at=now)
+            for m in await self._all_machines()
+            if m.dt_deleted is None
+        ]
 
     # --- launch -------------------------------------------------------------------------------
 
@@ -532,23 +550,22 @@ class PaperspaceProvider(RestProviderBase):
             )
         return max(candidates)[1]
 
-    async def launch(self, spec: LaunchSpec) -> Resource:
-        """Create a machine that runs ``spec`` at first boot; idempotent on the launch id.
-
-        Raises:
-            UnsupportedOperationError: ``spec.spot`` (Paperspace has no spot machines).
-            ValidationError: no machine type, extra tags, or no template found.
-            ProviderConnectionError: the create may or may not have happened and no
-                machine with this launch id could be found; launching again is safe.
-        """
+    def check_launch(self, spec: LaunchSpec) -> None:
+        """Refuse what Paperspace can never run: spot, tags a machine name cannot carry."""
         if spec.spot:
             raise UnsupportedOperationError(
                 self.name, "spot", "Paperspace has no interruptible machines"
             )
+        machine_name(spec)
+        self._machine_type(spec)
+
+    async def create(self, spec: LaunchSpec) -> Resource:
+        """Create a machine that runs ``spec`` at first boot (``launch`` looks first).
+
+        Raises:
+            ValidationError: no template found.
+        """
         name = machine_name(spec)
-        existing = await self._find(spec.launch_id)
-        if existing is not None:
-            return existing
         machine_type = self._machine_type(spec)
         template_id = await self._template_id(spec, machine_type)
         api = self._api()
@@ -571,18 +588,11 @@ class PaperspaceProvider(RestProviderBase):
         }
         try:
             data = await api.post("/machines", json_body=body)
-        except (ProviderConnectionError, ServerError) as e:
-            found = await self._reconcile(spec.launch_id)
-            if found is not None:
-                return found
-            raise type(e)(
-                f"create machine {name} got no answer ({e.message}); no machine with launch id "
-                f"{spec.launch_id} was found. Retrying the launch is safe: it looks for that "
-                "launch id first",
-                provider=self.name, status=e.status, request_id=e.request_id, body=e.body,
-            ) from e
-        except ProviderError:
-            await self._delete_script(script_id)
+        except ProviderError as e:
+            if not is_lost_answer(e):
+                # Refused: no machine will run the script. (A lost answer may have made
+                # one that runs it: the script stays, and terminate deletes it.)
+                await self._delete_script(script_id)
             raise
         resource = self._resource(self._machine(data, "POST /machines"))
         return resource.evolve(launch_id=spec.launch_id, name=spec.name,
@@ -622,19 +632,17 @@ class PaperspaceProvider(RestProviderBase):
         )
         return self._resource(self._machine(data, f"PATCH /machines/{mid}/start"))
 
-    async def terminate(self, resource_id: str) -> Resource:
-        """Delete the machine and its disk, and runctl's startup script for it. Idempotent:
-        a machine Paperspace no longer knows is reported TERMINATED."""
+    async def remove(self, resource_id: str) -> Resource:
+        """Delete the machine and its disk, and runctl's startup script for it.
+
+        (``terminate`` reports a machine Paperspace no longer knows as TERMINATED.)
+        """
         mid = self._machine_id(resource_id)
         try:
             data = await self._api().delete(f"/machines/{mid}")
         except NotFoundError:
             # Already deleted (terminate is idempotent), unless it never existed.
-            try:
-                return await self.get(mid)
-            except NotFoundError:
-                return Resource(id=mid, provider=self.name, state=_S.TERMINATED,
-                                raw_state=None, detail="not known to Paperspace (deleted)")
+            return await self.get(mid)
         resource = self._resource(self._machine(data, f"DELETE /machines/{mid}"))
         if resource.launch_id:
             for script_id in await self._scripts_for(resource.launch_id):
@@ -655,16 +663,3 @@ class PaperspaceProvider(RestProviderBase):
             self.name, "logs",
             "the Paperspace API has no machine logs; read /var/log/runctl-<launch id>.log over SSH",
         )
-
-    async def list(self, *, tags: Mapping[str, str] | None = None) -> Sequence[Resource]:
-        """Machines runctl launched (named ``runctl-<launch id>...``), filtered by ``tags``."""
-        now = _utcnow()
-        out: list[Resource] = []
-        for m in await self._all_machines():
-            carried = parse_machine_name(m.name)
-            if carried is None or m.dt_deleted is not None:
-                continue
-            if tags and any(carried.get(k) != v for k, v in tags.items()):
-                continue
-            out.append(self._resource(m, observed_at=now))
-        return out

@@ -44,7 +44,7 @@ How runctl maps things
     - RunPod reports the container, never the command: a container whose command
       exits is restarted (the command runs again, billing continues) and no exit
       code is reported. So runctl launches the command inside a small ``sh`` wrapper
-      (:mod:`runctl._workload`) that prints ``[runctl:<launch id>] start``, runs it,
+      (:func:`runctl.kit.wrap_command`) that prints ``[runctl:<launch id>] start``, runs it,
       prints ``[runctl:<launch id>] exit <N>`` and then keeps the container alive
       (idle, still billed) until it is stopped or terminated.
     - ``get`` of a ``RUNNING`` pod reads the last 20 lines of its log (at most once
@@ -72,21 +72,12 @@ import logging
 import re
 import shlex
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import attrs
 
-from .._wire import Fields
-from .._workload import (
-    ExitCodes,
-    ended,
-    exit_code_in,
-    parse_marker,
-    shell_argv,
-    wrap_command,
-)
 from ..cost import Money, Price
 from ..errors import (
     CapacityError,
@@ -95,23 +86,30 @@ from ..errors import (
     ProviderConnectionError,
     ProviderError,
     QuotaExceededError,
-    ServerError,
     UnsupportedOperationError,
     ValidationError,
 )
-from ..models import (
+from ..kit import (
     TAG_LAUNCH_ID,
-    TAG_MANAGED_BY,
     TAG_NAME,
-    Capabilities,
-    Gpu,
-    LaunchSpec,
-    Offer,
-    OfferQuery,
-    Resource,
-    ResourceState,
+    BillingRule,
+    ExitCodes,
+    Fields,
+    GpuSpellings,
+    RestProviderBase,
+    StateTable,
+    check_resource_id,
+    ended,
+    exit_code_in,
+    gpu_matches,
+    gpu_query_model,
+    parse_marker,
+    parse_timestamp,
+    shell_argv,
+    utcnow,
+    wrap_command,
 )
-from ..provider import RestProviderBase
+from ..models import Capabilities, Gpu, LaunchSpec, Offer, OfferQuery, Resource, ResourceState
 
 if TYPE_CHECKING:
     import httpx
@@ -123,37 +121,62 @@ __all__ = ["RUNPOD_STATES", "RunPodGpuType", "RunPodPod", "RunPodProvider", "run
 
 NAME = "runpod"
 logger = logging.getLogger("runctl.providers.runpod")
+#: Pod fields whose values are the user's (env values: API tokens, often).
+SECRET_FIELDS = ("env",)
 #: Env var on the pod that carries runctl's tags as JSON (RunPod pods have no labels).
 TAGS_ENV = "RUNCTL_TAGS"
 CLOUDS = ("SECURE", "COMMUNITY")
 
-#: RunPod bills pods per second.
-BILLING_INCREMENT = timedelta(seconds=1)
+#: How RunPod bills pods: per second, no minimum.
+BILLING_RULE = BillingRule(
+    increment=timedelta(seconds=1),
+    source="https://docs.runpod.io/accounts-billing/billing (compute and storage billed "
+    "per second)",
+)
+BILLING_INCREMENT = BILLING_RULE.increment
 #: Container and volume disk, per GB-month (published price; the API does not return it).
 STORAGE_PER_GB_MONTH = Money("0.10", "USD")
 #: Log lines read to look for the wrapper's exit marker (it is the last line once the
 #: command ended: the wrapper prints nothing after it).
 EXIT_TAIL = 20
+#: RunPod's names for GPUs where runctl's table means another card: its bare "H100" is
+#: the PCIe card, its "A100-80GB" the PCIe one; and its "<count>x_<gpu>" machine names.
+GPU_SPELLINGS = GpuSpellings(
+    aliases={
+        "A100-80GB": "a100-80gb-pcie",
+        "A100 80GB": "a100-80gb-pcie",
+        "A100-80GB-SXM": "a100-80gb-sxm",
+        "H100": "h100-pcie",
+        "H100-SXM": "h100-sxm",
+        "H100-NVL": "h100-nvl",
+        "H200-SXM": "h200-sxm",
+    },
+    patterns=[r"^(?P<count>\d+)x_(?P<gpu>.+?)(?:_(?:SECURE|COMMUNITY))?$"],
+)
 
 # --- states -------------------------------------------------------------------------------------
 
 _S = ResourceState
 #: Every documented ``PodStatus`` of REST v2, mapped to runctl's state.
-RUNPOD_STATES: Mapping[str, ResourceState] = {
-    "PROVISIONING": _S.PROVISIONING,  # the pod is being allocated
-    "STARTING": _S.PROVISIONING,  # the container is starting (image pull, boot)
-    "RUNNING": _S.RUNNING,  # the container is healthy
-    "EXITED": _S.STOPPED,  # the container exited or was stopped; disk kept, startable
-    "ERROR": _S.FAILED,  # unrecoverable error state
-    "TERMINATED": _S.TERMINATED,  # permanently deleted
-}
+RUNPOD_STATES = StateTable(
+    NAME,
+    {
+        "PROVISIONING": _S.PROVISIONING,  # the pod is being allocated
+        "STARTING": _S.PROVISIONING,  # the container is starting (image pull, boot)
+        "RUNNING": _S.RUNNING,  # the container is healthy
+        "EXITED": _S.STOPPED,  # the container exited or was stopped; disk kept, startable
+        "ERROR": _S.FAILED,  # unrecoverable error state
+        "TERMINATED": _S.TERMINATED,  # permanently deleted
+    },
+    details={
+        "EXITED": "the container exited or was stopped; terminate the pod to release its disk",
+    },
+)
 
 
 def runpod_state(raw: str | None) -> ResourceState:
     """runctl's state for a RunPod ``PodStatus``; ``UNKNOWN`` for anything undocumented."""
-    if raw is None:
-        return _S.UNKNOWN
-    return RUNPOD_STATES.get(raw.upper(), _S.UNKNOWN)
+    return RUNPOD_STATES(raw)
 
 
 #: The state each pod action leads to.
@@ -232,7 +255,7 @@ class RunPodPod:
     def from_wire(cls, data: object) -> RunPodPod:
         """Parse leniently; raise ``MalformedResponseError`` when it cannot be understood."""
         # Errors show the object they could not read: show it with the env's values hidden.
-        f = Fields(_hide_env(data), "Pod", provider=NAME)
+        f = Fields(data, "Pod", provider=NAME, secret=SECRET_FIELDS)
         f.str_map("env")
         raw_env = data.get("env") if isinstance(data, Mapping) else None
         gpu = f.obj("gpu")
@@ -290,12 +313,6 @@ class RunPodPod:
         return None
 
 
-def _hide_env(data: object) -> object:
-    if isinstance(data, Mapping) and isinstance(data.get("env"), Mapping):
-        return {**data, "env": dict.fromkeys(data["env"], "***")}
-    return data
-
-
 def _list_of(data: object, key: str, what: str) -> list[Any]:
     return Fields(data, what, provider=NAME).items(key, required=True)
 
@@ -317,21 +334,14 @@ def runpod_price(per_gpu_hour: Decimal, gpu_count: int, *, observed_at: datetime
 
 
 def _gpu(raw: str | None) -> Gpu | None:
-    if not raw:
-        return None
-    from ..gpus import normalize_gpu
-
-    return normalize_gpu(raw, provider=NAME)
+    return GPU_SPELLINGS.normalize(raw) if raw else None
 
 
 def _matches_gpu(wanted: str, gpu_type: RunPodGpuType) -> bool:
-    wanted_l = wanted.strip().lower()
-    if wanted_l in (gpu_type.id.lower(), (gpu_type.name or "").lower()):
-        return True
+    # The core's matcher only: exact on canonical models (a pre-filter; offers are
+    # filtered again by the core).
     gpu = _gpu(gpu_type.id)
-    if gpu is None or not gpu.known:
-        return False
-    return wanted_l in (gpu.model.lower(), gpu.name.lower(), gpu.name.replace(" ", "-").lower())
+    return gpu is not None and gpu_matches(wanted, gpu)
 
 
 # --- errors -------------------------------------------------------------------------------------
@@ -362,6 +372,10 @@ class RunPodProvider(RestProviderBase):
     """
 
     name: ClassVar[str] = NAME
+    resource_noun: ClassVar[str] = "pod"
+    billing_rule: ClassVar[BillingRule | None] = BILLING_RULE
+    gpu_spellings: ClassVar[GpuSpellings | None] = GPU_SPELLINGS
+    secret_fields: ClassVar[tuple[str, ...]] = SECRET_FIELDS
     default_base_url: ClassVar[str] = "https://api.runpod.io"
     api_key_env: ClassVar[tuple[str, ...]] = ("RUNPOD_API_KEY",)
     api_key_hint: ClassVar[str] = "Create a key at https://console.runpod.io/user/settings"
@@ -399,7 +413,7 @@ class RunPodProvider(RestProviderBase):
             exit_code=True,
         )
 
-    def _classify(self, response: httpx.Response, message: str) -> ProviderError | None:
+    def classify_error(self, response: httpx.Response, message: str) -> ProviderError | None:
         """Refine HttpApi's mapping for RunPod's ``application/problem+json`` errors."""
         status = response.status_code
         kw = self._api().error_kwargs(response)
@@ -430,7 +444,7 @@ class RunPodProvider(RestProviderBase):
         if query.spot is True or (query.providers and NAME not in query.providers):
             return []
         count = query.count or 1
-        now = datetime.now(timezone.utc)
+        now = utcnow()
         result: list[Offer] = []
         for cloud in CLOUDS:
             for gpu_type in await self._gpu_types(cloud=cloud, count=count):
@@ -484,13 +498,9 @@ class RunPodProvider(RestProviderBase):
             price = runpod_price(
                 pod.cost_per_hour / pod.gpu_count,
                 pod.gpu_count,
-                observed_at=datetime.now(timezone.utc),
+                observed_at=utcnow(),
             )
-        detail = None
-        if state is _S.UNKNOWN:
-            detail = f"RunPod reported status {pod.status!r}, which runctl does not know"
-        elif state is _S.STOPPED:
-            detail = "the container exited or was stopped; terminate the pod to release its disk"
+        detail = RUNPOD_STATES.detail(pod.status)
         launch_id = pod.launch_id
         if launch_id:
             self._launch_ids[pod.id] = launch_id
@@ -524,7 +534,7 @@ class RunPodProvider(RestProviderBase):
 
     async def _read(self, resource_id: str) -> Resource:
         """The pod now, with an exit code already known; its log is not read."""
-        data = await self._api().get(f"/v2/pods/{_path_id(resource_id)}")
+        data = await self._api().get(f"/v2/pods/{_pod_id(resource_id)}")
         return self._resource(RunPodPod.from_wire(data))
 
     async def get(self, resource_id: str) -> Resource:
@@ -563,23 +573,9 @@ class RunPodProvider(RestProviderBase):
             return None
         return exit_code_in(seen, launch_id)
 
-    async def list(self, *, tags: Mapping[str, str] | None = None) -> Sequence[Resource]:
-        """Pods runctl launched (they carry its tags), optionally only those with all ``tags``."""
-        found = []
-        for pod in await self._pods():
-            pod_tags = pod.tags
-            if pod_tags.get(TAG_MANAGED_BY) != "runctl":
-                continue
-            if tags and any(pod_tags.get(k) != v for k, v in tags.items()):
-                continue
-            found.append(self._resource(pod))
-        return found
-
-    async def _find(self, launch_id: str) -> Resource | None:
-        for pod in await self._pods():
-            if pod.launch_id == launch_id and runpod_state(pod.status) is not _S.TERMINATED:
-                return self._resource(pod)
-        return None
+    async def list_all(self) -> Sequence[Resource]:
+        """Every pod of the account (``list`` keeps those runctl launched, by their tags)."""
+        return [self._resource(pod) for pod in await self._pods()]
 
     # --- launching ------------------------------------------------------------------------------
 
@@ -614,25 +610,30 @@ class RunPodProvider(RestProviderBase):
             if _matches_gpu(spec.gpu, t) and t.price_per_gpu(cloud)
         ]
         if not candidates:
-            raise ValidationError("gpu", f"RunPod offers no {spec.gpu!r} in the {cloud} cloud")
+            # Never another model than asked: no such GPU here is a capacity answer.
+            model = gpu_query_model(spec.gpu) or spec.gpu
+            raise CapacityError(f"RunPod offers no {model} in the {cloud} cloud", provider=NAME)
         cheapest = min(candidates, key=lambda t: t.price_per_gpu(cloud) or Decimal(0))
         return cloud, cheapest.id, count or 1
 
     def _pod_name(self, spec: LaunchSpec) -> str:
         return f"{spec.name or 'runctl'}-{spec.launch_id}"
 
-    async def _create_body(self, spec: LaunchSpec) -> dict[str, Any]:
+    def check_launch(self, spec: LaunchSpec) -> None:
+        """Refuse what RunPod can never run: spot pods, a pod without an image."""
         if spec.spot:
             raise UnsupportedOperationError(
                 NAME,
                 "spot",
                 "RunPod's REST v2 API has no interruptible pods; launch with spot=False",
             )
-        template = spec.options.get("template_id")
-        if not spec.image and not template:
+        if not spec.image and not spec.options.get("template_id"):
             raise ValidationError(
                 "image", "RunPod runs containers", allowed="spec.image, or options['template_id']"
             )
+
+    async def _create_body(self, spec: LaunchSpec) -> dict[str, Any]:
+        template = spec.options.get("template_id")
         cloud, gpu_id, count = await self._resolve_gpu(spec)
         env = dict(spec.env)
         env[TAGS_ENV] = json.dumps(spec.runctl_tags, sort_keys=True, separators=(",", ":"))
@@ -669,73 +670,41 @@ class RunPodProvider(RestProviderBase):
             body["ports"] = ["22/tcp"]
         return body
 
-    async def launch(self, spec: LaunchSpec) -> Resource:
-        """Create a pod for ``spec``, or return the one already created with its launch id.
+    async def create(self, spec: LaunchSpec) -> Resource:
+        """Create a pod for ``spec`` (``launch`` looks for its launch id first).
 
         Raises:
             ValidationError: the spec cannot be run on RunPod (no image, no GPU ...).
             UnsupportedOperationError: ``spec.spot`` (RunPod v2 has no interruptible pods).
-            CapacityError: RunPod could not place the pod.
-            ProviderConnectionError: the create may have reached RunPod but no pod with
-                this launch id can be found; launching again with the same spec is safe.
+            CapacityError: RunPod could not place the pod, or offers no such GPU.
         """
-        existing = await self._find(spec.launch_id)
-        if existing is not None:
-            return existing
         body = await self._create_body(spec)
-        try:
-            data = await self._api().post("/v2/pods", json_body=body)
-        except (ProviderConnectionError, ServerError) as e:
-            if isinstance(e, ProviderConnectionError) and not e.maybe_applied:
-                raise
-            # The create may have happened; never create a second pod for this launch id.
-            found = await self._find(spec.launch_id)
-            if found is not None:
-                return found
-            if isinstance(e, ServerError):
-                raise
-            error = ProviderConnectionError(
-                f"the create request for launch {spec.launch_id} got no answer and no pod with "
-                "that launch id exists yet; launching again with the same launch id is safe "
-                "(it will not create a second pod)",
-                provider=NAME,
-            )
-            error.maybe_applied = True
-            raise error from e
+        data = await self._api().post("/v2/pods", json_body=body)
         return self._resource(RunPodPod.from_wire(data))
 
     # --- changing pods --------------------------------------------------------------------------
 
-    async def terminate(self, resource_id: str) -> Resource:
+    async def remove(self, resource_id: str) -> Resource:
         """Delete the pod; returns it as last seen, marked ``TERMINATED``.
 
-        Idempotent: a pod RunPod no longer knows is reported ``TERMINATED`` (RunPod
-        cannot tell "deleted" from "never existed").
+        (``terminate`` reports a pod RunPod no longer knows as ``TERMINATED``: RunPod
+        cannot tell "deleted" from "never existed".)
         """
+        before = await self._read(resource_id)
         try:
-            before = await self._read(resource_id)
-        except NotFoundError:
-            return Resource(
-                id=resource_id, provider=NAME, state=_S.TERMINATED, raw_state="TERMINATED",
-                detail="not known to RunPod (deleted)",
-            )
-        try:
-            await self._api().delete(f"/v2/pods/{_path_id(resource_id)}")
+            await self._api().delete(f"/v2/pods/{_pod_id(resource_id)}")
         except NotFoundError:
             # A retried DELETE whose first answer was lost: the pod is already gone.
             pass
         self._exits.forget(resource_id)
         return before.evolve(
-            state=_S.TERMINATED,
-            raw_state="TERMINATED",
-            ended_at=datetime.now(timezone.utc),
-            observed_at=datetime.now(timezone.utc),
+            state=_S.TERMINATED, raw_state="TERMINATED", ended_at=utcnow(), observed_at=utcnow()
         )
 
     async def _action(self, resource_id: str, action: str) -> Resource:
         try:
             data = await self._api().post(
-                f"/v2/pods/{_path_id(resource_id)}/action",
+                f"/v2/pods/{_pod_id(resource_id)}/action",
                 json_body={"action": action},
                 idempotent=True,
             )
@@ -839,9 +808,9 @@ class RunPodProvider(RestProviderBase):
         """
         import anyio
 
-        started = datetime.now(timezone.utc)
+        started = utcnow()
         params: dict[str, Any] = {"source": "container", "tail": tail}
-        path = f"/v2/pods/{_path_id(resource_id)}/logs"
+        path = f"/v2/pods/{_pod_id(resource_id)}/logs"
         last_ts: str | None = None
         seen_ids: set[str] = set()
         count = 0
@@ -906,16 +875,9 @@ def _log_event(payload: str) -> tuple[str, str | None] | None:
 
 
 def _after(ts: str, moment: datetime) -> bool:
-    try:
-        when = datetime.fromisoformat(ts.replace("Z", "+00:00"))
-    except ValueError:
-        return False
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return when > moment
+    when = parse_timestamp(ts)
+    return when is not None and when > moment
 
 
-def _path_id(resource_id: str) -> str:
-    if not resource_id or not re.fullmatch(r"[A-Za-z0-9_-]+", resource_id):
-        raise ValidationError("resource_id", f"{resource_id!r} is not a RunPod pod id")
-    return resource_id
+def _pod_id(resource_id: str) -> str:
+    return check_resource_id(resource_id, provider=NAME, what="RunPod pod")

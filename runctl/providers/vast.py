@@ -40,7 +40,7 @@ How a launch maps to Vast
       ``spec.instance_type`` is a Vast offer (ask) id.
     * ``spec.image`` is the container image (default ``vastai/base-image:@vastai-automatic-tag``).
     * Vast reports the container, never the command's exit code. So runctl runs
-      ``spec.command`` inside a small ``sh`` wrapper (:mod:`runctl._workload`) that
+      ``spec.command`` inside a small ``sh`` wrapper (:func:`runctl.kit.wrap_command`) that
       prints ``[runctl:<launch id>] start``, runs it, prints
       ``[runctl:<launch id>] exit <N>``. Without an SSH key the wrapper is the
       container's arguments (``runtype="args"``) and then keeps the container
@@ -85,8 +85,6 @@ from urllib.parse import parse_qsl, urlencode
 
 import attrs
 
-from .._wire import Fields, malformed
-from .._workload import ExitCodes, ended, exit_code_in, is_marker, shell_argv, wrap_command
 from ..cost import Money, Price
 from ..errors import (
     AuthenticationError,
@@ -100,9 +98,29 @@ from ..errors import (
     UnsupportedOperationError,
     ValidationError,
 )
-from ..models import (
+from ..kit import (
     TAG_LAUNCH_ID,
     TAG_NAME,
+    BillingRule,
+    ExitCodes,
+    Fields,
+    GpuSpellings,
+    RestProviderBase,
+    StateTable,
+    check_resource_id,
+    collect_pages,
+    ended,
+    exit_code_in,
+    gpu_matches,
+    gpu_query_model,
+    is_marker,
+    malformed,
+    parse_decimal,
+    shell_argv,
+    utcnow,
+    wrap_command,
+)
+from ..models import (
     Capabilities,
     LaunchSpec,
     Offer,
@@ -110,7 +128,6 @@ from ..models import (
     Resource,
     ResourceState,
 )
-from ..provider import RestProviderBase
 
 if TYPE_CHECKING:
     import httpx
@@ -140,9 +157,15 @@ _LABEL_MAX = 1024
 _ONSTART_MAX = 4048
 _PAGE = 25  # the v1 instance list's maximum page size
 _SEARCH_LIMIT = 256
-#: After a create whose answer was lost, how often to look for the instance, and how long apart.
-_RECONCILE_TRIES = 3
-_RECONCILE_WAIT = 2.0
+#: How Vast bills: per second (the host's ``dph_*`` are hourly rates charged for the time used).
+BILLING_RULE = BillingRule(
+    increment=timedelta(seconds=1), source="https://vast.ai/pricing (per-second billing)"
+)
+#: Vast's names for GPUs where runctl's table does not know them, and its machine names.
+GPU_SPELLINGS = GpuSpellings(
+    aliases={"Tesla V100": "v100"},
+    patterns=[r"^(?P<count>\d+)x-(?P<gpu>.+?)-\d+-\d+$"],
+)
 #: Reading an instance's log to see whether its command ended: Vast uploads a snapshot
 #: on request, so each look costs a request and a download. get() looks at most once
 #: per ``exit_check_interval`` (default below) per instance, at the last lines only,
@@ -170,18 +193,24 @@ _S = ResourceState
 #: Every ``actual_status`` Vast documents (vast-ai/vast-cli ``vastai/SKILL.md``,
 #: "Instance status values"; the OpenAPI spec only says it is a nullable string).
 #: ``None`` is the JSON null Vast reports while the instance is being provisioned.
-RAW_STATES: Mapping[str | None, ResourceState] = {
-    None: _S.PROVISIONING,  # null: provisioning
-    "created": _S.PENDING,  # created, not yet provisioned
-    "loading": _S.PROVISIONING,  # image downloading / container starting
-    "running": _S.RUNNING,  # GPU charges apply
-    "stopped": _S.STOPPED,  # halted, disk charges only (also: an outbid interruptible)
-    "frozen": _S.STOPPED,  # paused with memory; GPU charges apply
-    "exited": _S.FAILED,  # the container's process exited; Vast reports no exit code
-    "rebooting": _S.PROVISIONING,  # restarting (transient)
-    "unknown": _S.UNKNOWN,  # no recent heartbeat from the host
-    "offline": _S.UNKNOWN,  # host disconnected from Vast's servers; may come back
-}
+#: A host without a heartbeat (``unknown``, ``offline``) may still run the instance
+#: and bill for it: RUNNING, with a detail, never a state that ends the record.
+RAW_STATES = StateTable(
+    "vast",
+    {
+        None: _S.PROVISIONING,  # null: provisioning
+        "created": _S.PENDING,  # created, not yet provisioned
+        "loading": _S.PROVISIONING,  # image downloading / container starting
+        "running": _S.RUNNING,  # GPU charges apply
+        "stopped": _S.STOPPED,  # halted, disk charges only (also: an outbid interruptible)
+        "frozen": _S.STOPPED,  # paused with memory; GPU charges apply
+        "exited": _S.FAILED,  # the container's process exited; Vast reports no exit code
+        "rebooting": _S.PROVISIONING,  # restarting (transient)
+        "unknown": _S.RUNNING,  # no recent heartbeat from the host
+        "offline": _S.RUNNING,  # host disconnected from Vast's servers; may come back
+    },
+    case_sensitive=True,
+)
 
 _DETAILS: Mapping[str, str] = {
     "frozen": "frozen (paused with memory; GPU charges continue)",
@@ -200,7 +229,7 @@ def state_of(
     Returns:
         The state and a short detail (``None`` when the state says it all).
     """
-    state = RAW_STATES.get(actual_status, _S.UNKNOWN)
+    state = RAW_STATES(actual_status)
     detail = _DETAILS.get(actual_status or "")
     if actual_status not in RAW_STATES:
         detail = f"unrecognised Vast status {actual_status!r}"
@@ -295,13 +324,7 @@ class VastOffer:
 
 
 #: Instance fields that carry the user's env values, scripts, command or Jupyter token.
-_SECRET_FIELDS = ("extra_env", "env", "onstart", "image_args", "jupyter_token")
-
-
-def _hide_secrets(data: object) -> object:
-    if isinstance(data, Mapping) and any(data.get(k) is not None for k in _SECRET_FIELDS):
-        return {**data, **{k: "***" for k in _SECRET_FIELDS if data.get(k) is not None}}
-    return data
+SECRET_FIELDS = ("extra_env", "env", "onstart", "image_args", "jupyter_token")
 
 
 @attrs.frozen(kw_only=True)
@@ -334,7 +357,7 @@ class VastInstance:
             MalformedResponseError: a field runctl needs is missing or of the wrong type.
         """
         # An error shows the object it could not read: show it without the user's secrets.
-        f = Fields(_hide_secrets(data), "instance", provider="vast")
+        f = Fields(data, "instance", provider="vast", secret=SECRET_FIELDS)
         return cls(
             id=f.integer("id", required=True),
             actual_status=f.text("actual_status"),
@@ -376,7 +399,7 @@ def _price(
     return Price(
         per_hour=Money(per_hour, "USD"),
         gpu_count=gpu_count,
-        billing_increment=timedelta(seconds=1),
+        billing_increment=BILLING_RULE.increment,
         spot=spot,
         storage_per_gb_month=None if storage_cost is None else Money(storage_cost, "USD"),
         egress_per_gb=None if inet_up_cost is None else Money(inet_up_cost, "USD"),
@@ -396,15 +419,7 @@ def offer_price(offer: VastOffer, *, spot: bool, observed_at: datetime) -> Price
     )
 
 
-def _squash(name: str) -> str:
-    return re.sub(r"[\s_\-]+", "", name).lower()
-
-
 # --- the provider ---------------------------------------------------------------------------------
-
-
-def _utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 class VastProvider(RestProviderBase):
@@ -421,6 +436,13 @@ class VastProvider(RestProviderBase):
     """
 
     name: ClassVar[str] = "vast"
+    resource_noun: ClassVar[str] = "instance"
+    billing_rule: ClassVar[BillingRule | None] = BILLING_RULE
+    gpu_spellings: ClassVar[GpuSpellings | None] = GPU_SPELLINGS
+    secret_fields: ClassVar[tuple[str, ...]] = SECRET_FIELDS
+    #: After a create whose answer was lost: look for the instance 3 times, 2 s apart.
+    recover_tries: ClassVar[int] = 3
+    recover_wait: ClassVar[float] = 2.0
     default_base_url: ClassVar[str] = DEFAULT_BASE_URL
     api_key_env: ClassVar[tuple[str, ...]] = ("VAST_API_KEY",)
     #: Where the vastai CLI keeps the key: today's file, then the legacy one.
@@ -452,7 +474,7 @@ class VastProvider(RestProviderBase):
 
     # --- errors -------------------------------------------------------------------------------
 
-    def _classify(self, response: httpx.Response, message: str) -> ProviderError | None:
+    def classify_error(self, response: httpx.Response, message: str) -> ProviderError | None:
         """Vast's error shapes: ``{"success": false, "error": code, "msg": text}``, or
         ``{"detail": text}`` on 429. The human text is in ``msg``."""
         api = self._api()
@@ -516,8 +538,6 @@ class VastProvider(RestProviderBase):
     async def _search(
         self, query: OfferQuery, *, spot: bool, ask_id: int | None = None
     ) -> list[Offer]:
-        from ..gpus import normalize_gpu
-
         data = await self._api().post(
             "/api/v0/bundles", json_body=self._search_body(query, spot=spot, ask_id=ask_id),
             idempotent=True,  # a search changes nothing
@@ -529,16 +549,16 @@ class VastProvider(RestProviderBase):
             rows = [rows]
         if not isinstance(rows, list):
             raise malformed(self.name, "POST /api/v0/bundles: 'offers' is not a list")
-        now = _utcnow()
+        now = utcnow()
         offers: list[Offer] = []
         for row in rows:
             raw = VastOffer.from_json(row)
             price = offer_price(raw, spot=spot, observed_at=now)
             if price is None:
                 continue
-            gpu = normalize_gpu(raw.gpu_name, provider=self.name) if raw.gpu_name else None
-            model = gpu.model if gpu else None
-            if query.gpu and not self._gpu_matches(query.gpu, raw.gpu_name, model):
+            gpu = GPU_SPELLINGS.normalize(raw.gpu_name) if raw.gpu_name else None
+            # The core's matcher only: exact on canonical models (never "A10" for an A100).
+            if query.gpu and (gpu is None or not gpu_matches(query.gpu, gpu)):
                 continue
             offers.append(
                 Offer(
@@ -554,13 +574,6 @@ class VastProvider(RestProviderBase):
                 )
             )
         return offers
-
-    @staticmethod
-    def _gpu_matches(wanted: str, raw: str | None, model: str | None) -> bool:
-        if model and model != "unknown":
-            have, want = _squash(model), _squash(wanted)
-            return have.startswith(want) or want.startswith(have)
-        return bool(raw) and _squash(wanted) in _squash(raw or "")
 
     async def offers(self, query: OfferQuery) -> Sequence[Offer]:
         """Live offers from Vast's marketplace, cheapest first.
@@ -578,9 +591,7 @@ class VastProvider(RestProviderBase):
     # --- instances ----------------------------------------------------------------------------
 
     def _resource(self, inst: VastInstance, *, observed_at: datetime | None = None) -> Resource:
-        from ..gpus import normalize_gpu
-
-        now = observed_at or _utcnow()
+        now = observed_at or utcnow()
         state, detail = state_of(inst.actual_status, inst.intended_status, is_bid=inst.is_bid)
         tags = inst.tags or {}
         price = None
@@ -605,7 +616,7 @@ class VastProvider(RestProviderBase):
             created_at=started,
             started_at=started if state is _S.RUNNING else None,
             price=price,
-            gpu=normalize_gpu(inst.gpu_name, provider=self.name) if inst.gpu_name else None,
+            gpu=GPU_SPELLINGS.normalize(inst.gpu_name) if inst.gpu_name else None,
             gpu_count=inst.num_gpus,
             region=inst.geolocation,
             tags=tags,
@@ -620,12 +631,10 @@ class VastProvider(RestProviderBase):
         return resource
 
     def _instance_id(self, resource_id: str) -> int:
-        try:
-            return int(resource_id)
-        except (TypeError, ValueError):
-            # Not an id Vast could have issued: no such instance.
-            raise NotFoundError(f"{resource_id!r} is not a Vast instance id (an integer)",
-                                provider=self.name) from None
+        checked = check_resource_id(
+            resource_id, provider=self.name, what="Vast instance", pattern=r"\d{1,19}"
+        )
+        return int(checked)
 
     async def _instance(self, resource_id: str) -> VastInstance:
         iid = self._instance_id(resource_id)
@@ -682,41 +691,29 @@ class VastProvider(RestProviderBase):
 
     async def _all_instances(self) -> list[VastInstance]:
         api = self._api()
-        found: list[VastInstance] = []
-        token: str | None = None
-        seen: set[str] = set()
-        while True:
+
+        async def page(token: str | None) -> tuple[list[VastInstance], str | None]:
             params: dict[str, Any] = {"limit": _PAGE}
             if token:
                 params["after_token"] = token
             data = await api.get("/api/v1/instances", params=params)
             if not isinstance(data, Mapping) or not isinstance(data.get("instances", []), list):
                 raise malformed(self.name, "GET /api/v1/instances: expected {'instances': [...]}")
-            found.extend(VastInstance.from_json(row) for row in data.get("instances") or [])
-            token = data.get("next_token")
-            if token is not None and not isinstance(token, str):
+            found = [VastInstance.from_json(row) for row in data.get("instances") or []]
+            following = data.get("next_token")
+            if following is not None and not isinstance(following, str):
                 raise malformed(self.name, "GET /api/v1/instances: 'next_token' is not a string")
-            if not token or token in seen:
-                return found
-            seen.add(token)
+            return found, following
 
-    async def list(self, *, tags: Mapping[str, str] | None = None) -> Sequence[Resource]:
-        """Instances runctl launched (their label carries runctl's tags), filtered by ``tags``."""
-        now = _utcnow()
-        out: list[Resource] = []
-        for inst in await self._all_instances():
-            carried = inst.tags
-            if carried is None:
-                continue
-            if tags and any(carried.get(k) != v for k, v in tags.items()):
-                continue
-            out.append(self._resource(inst, observed_at=now))
-        return out
+        return await collect_pages(page)
 
-    async def _find(self, launch_id: str) -> Resource | None:
-        # Destroyed instances vanish from Vast's list, so any match is the live one.
-        found = await self.list(tags={TAG_LAUNCH_ID: launch_id})
-        return found[0] if found else None
+    async def list_all(self) -> Sequence[Resource]:
+        """Every instance of the account (``list`` keeps those runctl launched, by their label).
+
+        Destroyed instances vanish from Vast's list.
+        """
+        now = utcnow()
+        return [self._resource(inst, observed_at=now) for inst in await self._all_instances()]
 
     # --- launch -------------------------------------------------------------------------------
 
@@ -737,7 +734,8 @@ class VastProvider(RestProviderBase):
         if not found:
             raise CapacityError(
                 f"no {'interruptible' if spec.spot else 'on-demand'} offer for "
-                f"{spec.gpu_count or 'any number of'} x {spec.gpu or 'any GPU'}",
+                f"{spec.gpu_count or 'any number of'} x "
+                f"{(gpu_query_model(spec.gpu) or spec.gpu) if spec.gpu else 'any GPU'}",
                 provider=self.name,
             )
         return min(found, key=lambda o: o.price.per_hour.amount)
@@ -779,11 +777,11 @@ class VastProvider(RestProviderBase):
         bid: Decimal | None = None
         if spec.spot or offer.spot:
             raw = spec.options.get("bid_price")
-            try:
-                bid = Decimal(raw) if raw is not None else offer.price.per_hour.amount
-            except ArithmeticError:
-                raise ValidationError("options.bid_price", f"{raw!r} is not a price",
-                                      allowed="USD per hour, e.g. '0.35'") from None
+            bid = (
+                parse_decimal(raw, field="options.bid_price", allowed="USD per hour, e.g. '0.35'")
+                if raw is not None
+                else offer.price.per_hour.amount
+            )
             if not Decimal("0.001") <= bid <= Decimal(128):
                 raise ValidationError("options.bid_price", f"{bid} is out of range",
                                       allowed="0.001 to 128 USD per hour")
@@ -792,35 +790,27 @@ class VastProvider(RestProviderBase):
             body["cancel_unavail"] = True
         return body, bid
 
-    async def launch(self, spec: LaunchSpec) -> Resource:
-        """Rent an offer and run ``spec`` on it; idempotent on ``spec.launch_id``.
+    def check_launch(self, spec: LaunchSpec) -> None:
+        """Refuse, before any request, an offer from elsewhere, a bad offer id, too many tags."""
+        if spec.offer is not None and spec.offer.provider != self.name:
+            raise ValidationError("offer", f"offer is from {spec.offer.provider!r}",
+                                  allowed="an offer from 'vast'")
+        if spec.offer is None and spec.instance_type:
+            self._ask_id(spec.instance_type)
+        encode_label(spec.runctl_tags)
+
+    async def create(self, spec: LaunchSpec) -> Resource:
+        """Rent an offer and run ``spec`` on it (``launch`` looks for its launch id first).
 
         Raises:
             CapacityError: no matching offer, or the offer was taken meanwhile.
-            ProviderConnectionError: the create may or may not have happened and no
-                instance with this launch id could be found; launching again is safe.
         """
-        existing = await self._find(spec.launch_id)
-        if existing is not None:
-            return existing
         offer = await self._choose_offer(spec)
         ask_id = self._ask_id(offer.instance_type)
         body, bid = self._create_body(spec, offer)
-        try:
-            data = await self._api().put(f"/api/v0/asks/{ask_id}", json_body=body, idempotent=False)
-        except (ProviderConnectionError, ServerError) as e:
-            # The create may have been applied: look before failing, never create twice.
-            found = await self._reconcile(spec.launch_id)
-            if found is not None:
-                return found
-            raise type(e)(
-                f"create instance from offer {ask_id} got no answer ({e.message}); no instance "
-                f"with launch id {spec.launch_id} was found. Retrying the launch is safe: it "
-                "looks for that launch id first",
-                provider=self.name, status=e.status, request_id=e.request_id, body=e.body,
-            ) from e
+        data = await self._api().put(f"/api/v0/asks/{ask_id}", json_body=body, idempotent=False)
         if not isinstance(data, Mapping) or not isinstance(data.get("new_contract"), int):
-            found = await self._reconcile(spec.launch_id)
+            found = await self.recover_launch(spec.launch_id)
             if found is not None:
                 return found
             raise malformed(
@@ -833,7 +823,7 @@ class VastProvider(RestProviderBase):
                     f"/api/v0/instances/{new_id}/ssh", json_body={"ssh_key": spec.ssh_public_key},
                     idempotent=True,  # attaching the same key twice changes nothing
                 )
-            except ProviderError:
+            except ProviderError as refused:
                 # The launch fails: never leave its instance running (and billing) behind;
                 # a retried launch would find it and return it without the key.
                 try:
@@ -841,6 +831,15 @@ class VastProvider(RestProviderBase):
                 except ProviderError as e:
                     logger.warning("vast: destroying instance %s after a failed launch "
                                    "failed: %s", new_id, e)
+                if isinstance(refused, (ProviderConnectionError, ServerError)):
+                    # Not a lost create: the instance exists and was destroyed on purpose,
+                    # so no one must go looking for it and adopt it without its key.
+                    raise ProviderError(
+                        f"attaching the SSH key to instance {new_id} failed ({refused.message}); "
+                        "the instance was destroyed",
+                        provider=self.name, status=refused.status,
+                        request_id=refused.request_id,
+                    ) from refused
                 raise
         price = offer.price
         if bid is not None:
@@ -855,18 +854,6 @@ class VastProvider(RestProviderBase):
             instance_type=offer.instance_type, gpu=resource.gpu or offer.gpu,
             gpu_count=resource.gpu_count or offer.gpu_count, region=resource.region or offer.region,
         )
-
-    async def _reconcile(self, launch_id: str) -> Resource | None:
-        for attempt in range(_RECONCILE_TRIES):
-            if attempt:
-                await self._sleep(_RECONCILE_WAIT)
-            try:
-                found = await self._find(launch_id)
-            except ProviderError:
-                continue
-            if found is not None:
-                return found
-        return None
 
     # --- stop, start, terminate ---------------------------------------------------------------
 
@@ -888,18 +875,14 @@ class VastProvider(RestProviderBase):
         self._exits.forget(resource_id)
         return await self._set_state(resource_id, "running")
 
-    async def terminate(self, resource_id: str) -> Resource:
-        """Destroy the instance (irreversible: its disk is deleted). Idempotent.
+    async def remove(self, resource_id: str) -> Resource:
+        """Destroy the instance (irreversible: its disk is deleted).
 
-        Vast forgets destroyed instances, so an id it does not know is reported
-        TERMINATED (it cannot tell "destroyed" from "never existed").
+        (``terminate`` reports an id Vast does not know as TERMINATED: Vast forgets
+        destroyed instances, so it cannot tell "destroyed" from "never existed".)
         """
         iid = self._instance_id(resource_id)
-        try:
-            before = await self._read(resource_id)
-        except NotFoundError:
-            return Resource(id=str(iid), provider=self.name, state=_S.TERMINATED,
-                            raw_state="destroyed", detail="not known to Vast (destroyed)")
+        before = await self._read(resource_id)
         try:
             await self._api().delete(f"/api/v0/instances/{iid}")
         except NotFoundError:
@@ -908,8 +891,8 @@ class VastProvider(RestProviderBase):
             after = await self._read(resource_id)
         except NotFoundError:
             self._exits.forget(resource_id)
-            return before.evolve(state=_S.TERMINATED, raw_state="destroyed", ended_at=_utcnow(),
-                                 observed_at=_utcnow(), detail=None)
+            return before.evolve(state=_S.TERMINATED, raw_state="destroyed", ended_at=utcnow(),
+                                 observed_at=utcnow(), detail=None)
         if after.state is not _S.TERMINATED:
             after = after.evolve(state=_S.TERMINATING, detail="destroy requested")
         return after

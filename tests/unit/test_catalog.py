@@ -226,3 +226,24 @@ def test_a_format_1_file_from_an_earlier_runctl_still_loads(tmp_path: Path) -> N
     assert list(catalog._parse(path.read_bytes(), str(path)).offers) == list(
         catalog._parse(out.read_bytes(), str(out)).offers
     )
+
+
+@pytest.mark.anyio
+async def test_refresh_leaves_out_a_provider_whose_offers_have_fixed_prices(
+    runctl_home: Path,
+) -> None:
+    # This machine at no cost (a "static" price) is not a market price to keep.
+    fixed = attrs.evolve(live_offer("here", "0"), price=Price(
+        per_hour=Money(Decimal(0)), billing_increment=timedelta(seconds=1), source="static"))
+    snap = await catalog.refresh([FakeProvider("here", [fixed])], load_settings())
+    assert "here" not in snap.provenance
+    assert not [o for o in snap.offers if o.provider == "here"]
+
+
+def test_every_snapshot_provider_has_its_billing_rule_as_data() -> None:
+    before = catalog.load_snapshot(load_settings(), warn=False)
+    for name, provenance in before.provenance.items():
+        rule = catalog.BILLING_RULES[name]
+        assert provenance.billing == rule.source, name
+        rows = [o for o in before.offers if o.provider == name][:50]
+        assert all(o.price.billing_increment == rule.increment for o in rows), name

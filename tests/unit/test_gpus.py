@@ -197,8 +197,24 @@ def test_machine_types_without_a_known_accelerator_give_none(instance_type: str)
         ("A100", "nvidia-tesla-a100", True),
         ("L40", "L40S", False),
         ("L40S", "L40S", True),
-        ("TPU", "tpu-v5p", True),
-        ("RTX", "RTX 4090", True),
+        # Exact on canonical models: never by substring or prefix (issue 9: "A10"
+        # launched an A100, "H200" a GH200, "L4" an L40S).
+        ("A10", "NVIDIA A100 80GB PCIe", False),
+        ("A10", "A10", True),
+        ("A10", "A10G", False),
+        ("H200", "GH200", False),
+        ("H200", "NVIDIA H200", True),
+        ("L4", "L40S", False),
+        ("L4", "L40", False),
+        ("L4", "NVIDIA L4", True),
+        ("TPU", "tpu-v5p", False),
+        ("RTX", "RTX 4090", False),
+        # Short names that name one model only are that model.
+        ("4090", "NVIDIA GeForce RTX 4090", True),
+        ("A6000", "NVIDIA RTX A6000", True),
+        ("5090", "RTX 5090", True),
+        ("4090", "RTX 4070", False),
+        ("6000", "RTX 6000 Ada", False),  # three models end in "6000": ambiguous
     ],
 )
 def test_query_names_match_models_and_families(query: str, raw: str, matches: bool) -> None:
@@ -256,3 +272,34 @@ def test_gpu_round_trips_through_json() -> None:
     back = from_json(to_json(gpu), Gpu)
     assert back == gpu
     assert back.raw == gpu.raw
+
+
+def test_a_query_names_its_canonical_model():
+    from runctl.gpus import gpu_query_model
+
+    assert gpu_query_model("4090") == "RTX 4090"
+    assert gpu_query_model("a6000") == "RTX A6000"
+    assert gpu_query_model("nvidia h100") == "H100"
+    assert gpu_query_model("6000") is None
+    assert gpu_query_model("NOTAGPU") is None
+
+
+def test_a_provider_s_own_spellings_are_tried_first():
+    from runctl.gpus import GpuSpellings
+
+    mine = GpuSpellings(aliases={"H100": "h100-pcie"}, instance_types={"big-8": ("h100-sxm", 8)},
+                        patterns=[r"^(?P<gpu>[a-z0-9]+)-x(?P<count>\d+)$"])
+    assert mine.normalize("H100").name == "H100 PCIe"
+    assert normalize_gpu("H100").name == "H100"  # the family, without the provider's word
+    assert mine.for_instance_type("big-8") is not None
+    gpu, count = mine.for_instance_type("big-8")
+    assert (gpu.name, count) == ("H100 SXM", 8)
+    gpu, count = mine.for_instance_type("l40s-x4")
+    assert (gpu.name, count) == ("L40S", 4)
+
+
+def test_spellings_refuse_an_id_runctl_does_not_know():
+    from runctl.gpus import GpuSpellings
+
+    with pytest.raises(ValueError, match="h100-pcei"):
+        GpuSpellings(aliases={"H100": "h100-pcei"})

@@ -219,3 +219,17 @@ async def test_a_broken_log_stream_is_a_connection_error_not_an_httpx_error():
     with pytest.raises(ProviderTimeoutError):
         async for _ in api(script).stream_lines("/logs"):
             pass
+
+
+async def test_a_read_is_retried_on_500_and_succeeds():
+    sleeps: list[float] = []
+    script = Script(httpx.Response(500), httpx.Response(500), httpx.Response(200, json=[1]))
+    assert await api(script, sleeps).get("/things") == [1]
+    assert len(script.requests) == 3 and len(sleeps) == 2
+
+
+async def test_a_write_is_not_retried_on_500_even_when_idempotent():
+    script = Script(httpx.Response(500), httpx.Response(200, json={}))
+    with pytest.raises(ServerError):
+        await api(script).delete("/pods/p1")
+    assert len(script.requests) == 1

@@ -112,6 +112,8 @@ class FakeCloud(ProviderBase):
         fault = self._fault("list")
         if isinstance(fault, BaseException):
             raise fault
+        if fault == "lag":  # the provider's list does not show the newest resources yet
+            return []
         return [
             r for r in self.resources.values()
             if all(r.tags.get(k) == v for k, v in (tags or {}).items())
@@ -182,6 +184,69 @@ async def test_when_the_provider_cannot_be_asked_the_launch_stays_pending_for_re
     report = await reconcile(ledger, {"fake": cloud})
     assert [r.launch_id for r in report.adopted] == ["l1"]
     assert ledger.get("l1").resource_id == cloud.live()[0].id  # type: ignore[union-attr]
+
+
+class FakeClock:
+    """The settle wait's clock: sleeping moves it on at once."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.now += seconds
+        await anyio.lowlevel.checkpoint()
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    from runctl import lifecycle
+
+    fake = FakeClock()
+    monkeypatch.setattr(lifecycle, "_monotonic", fake.monotonic)
+    monkeypatch.setattr(lifecycle, "_sleep", fake.sleep)
+    return fake
+
+
+async def test_a_lagging_list_then_rate_limits_never_close_a_created_launch_as_nothing(
+    clock: FakeClock,
+) -> None:
+    # Issue 9: the create is carried out after the client's read timeout; one lookup
+    # gets a 500, one an empty list (the list lags), the later ones are rate limited.
+    from runctl.errors import RateLimitedError
+
+    cloud, ledger = FakeCloud(), Ledger()
+    cloud.faults["launch"] = ["lose"]
+    limited = RateLimitedError("slow down", provider="fake", status=429)
+    cloud.faults["list"] = [ServerError("boom", provider="fake", status=500), "lag",
+                            *[limited] * 1000]
+    with pytest.raises(ProviderConnectionError):
+        await launch_safely(cloud, spec(), ledger, settle=3.0, poll_interval=1.0)
+    record = ledger.get("l1")
+    assert record is not None and record.status == "pending"  # open, as unknown
+    assert "reconcile" in (record.note or "")
+    assert len(cloud.live()) == 1  # it exists, and the ledger still says it may
+    cloud.faults["list"] = []
+    report = await reconcile(ledger, {"fake": cloud})
+    assert [r.launch_id for r in report.adopted] == ["l1"]
+
+
+async def test_an_empty_answer_after_the_settle_period_closes_the_launch_as_nothing_created(
+    clock: FakeClock,
+) -> None:
+    cloud, ledger = FakeCloud(), Ledger()
+    error = ProviderConnectionError("POST /pods failed (ReadError)", provider="fake")
+    error.maybe_applied = True
+    cloud.faults["launch"] = [error]  # raised before anything was created
+    cloud.faults["list"] = ["lag", "lag"]
+    with pytest.raises(ProviderConnectionError):
+        await launch_safely(cloud, spec(), ledger, settle=3.0, poll_interval=1.0)
+    record = ledger.get("l1")
+    assert record is not None and record.status == "closed"
+    assert record.note == "launch failed (ProviderConnectionError); nothing created"
+    assert clock.now >= 3.0  # only once the settle period was over
 
 
 async def test_retrying_a_launch_id_returns_the_resource_it_created() -> None:

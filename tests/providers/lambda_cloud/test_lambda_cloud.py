@@ -48,7 +48,7 @@ def test_every_documented_instance_status_is_mapped() -> None:
     [
         ("booting", S.PROVISIONING),
         ("active", S.RUNNING),
-        ("unhealthy", S.UNKNOWN),
+        ("unhealthy", S.RUNNING),  # failed health checks: up, billed, may recover
         ("terminating", S.TERMINATING),
         ("terminated", S.TERMINATED),
         ("preempted", S.PREEMPTED),

@@ -228,8 +228,11 @@ async def test_a_destroyed_instance_is_not_found(vast: FakeVast) -> None:
 @pytest.mark.anyio
 async def test_list_walks_every_page_and_only_returns_runctls_instances(vast: FakeVast) -> None:
     for i in range(30):
-        vast.add_instance(label=f"runctl:runctl-launch-id=l{i}&team={'a' if i % 2 else 'b'}")
+        vast.add_instance(label=f"runctl:runctl-launch-id=l{i}&runctl-managed-by=runctl"
+                                f"&team={'a' if i % 2 else 'b'}")
     vast.add_instance(label="someone else's")
+    # A launch-id label without runctl's managed-by tag is not runctl's (issue 9).
+    vast.add_instance(label="runctl:runctl-launch-id=l99&team=a")
     provider = make(vast)
     assert len(await provider.list()) == 30
     assert len(await provider.list(tags={"team": "a"})) == 15

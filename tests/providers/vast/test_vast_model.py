@@ -29,7 +29,8 @@ KEY = "vast-test-key-0123456789abcdef"
 DOCUMENTED = {
     None: S.PROVISIONING, "created": S.PENDING, "loading": S.PROVISIONING,
     "running": S.RUNNING, "stopped": S.STOPPED, "frozen": S.STOPPED, "exited": S.FAILED,
-    "rebooting": S.PROVISIONING, "unknown": S.UNKNOWN, "offline": S.UNKNOWN,
+    # No heartbeat from the host: it may still run (and bill), so never UNKNOWN.
+    "rebooting": S.PROVISIONING, "unknown": S.RUNNING, "offline": S.RUNNING,
 }
 
 
