@@ -176,6 +176,8 @@ MINIMUM_DURATION = timedelta(seconds=60)
 USER_DATA_LIMIT = 16 * 1024
 #: Tag EC2 shows as the instance's name.
 TAG_AWS_NAME = "Name"
+#: Accelerator instance types per (endpoint, region), read once per process.
+_INSTANCE_TYPES: dict[tuple[str, str], dict[str, AwsInstanceType]] = {}
 _INSTANCE_ID = re.compile(r"i-[0-9a-f]{8,17}")
 _REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d")
 
@@ -720,6 +722,7 @@ class _Plan:
     instance_type: AwsInstanceType
     image_id: str
     root_device: str | None
+    root_gb: int | None
     user_data: str
     zones: tuple[str | None, ...]
     zone_asked: bool
@@ -769,7 +772,7 @@ class AwsProvider(ProviderBase):
         self._clients: dict[str, Any] = {}
         self._client_lock = threading.Lock()
         self._types: dict[str, dict[str, AwsInstanceType]] = {}
-        self._images: dict[tuple[str, str], tuple[str, str | None]] = {}
+        self._images: dict[tuple[str, str], tuple[str, str | None, int | None]] = {}
         #: When each self-terminated instance was first seen without its exit marker.
         self._gone_at: dict[str, float] = {}
         self._launch_ids: dict[str, str] = {}
@@ -858,6 +861,7 @@ class AwsProvider(ProviderBase):
             if client is not None:
                 return client
             import boto3
+            import botocore.session
             from botocore.config import Config
 
             env = self.config.environ
@@ -872,12 +876,13 @@ class AwsProvider(ProviderBase):
                 if env.get("AWS_SESSION_TOKEN"):
                     session_kw["aws_session_token"] = env["AWS_SESSION_TOKEN"]
             try:
-                session = boto3.session.Session(**session_kw)
+                core = botocore.session.Session(profile=session_kw.pop("profile_name", None))
+                # botocore parses its 2 MB EC2 model per session; one loader reads it once.
+                core.register_component("data_loader", _loader())
+                session = boto3.session.Session(botocore_session=core, **session_kw)
             except Exception as e:
                 raise _map_error(e, "configuration") or e from e
-            endpoint = self.config.setting(
-                "endpoint_url", env=("AWS_ENDPOINT_URL_EC2", "AWS_ENDPOINT_URL")
-            )
+            endpoint = self._endpoint()
             # Retries are runctl's (with the sleep seam); botocore's would sleep in the thread.
             boto_config = Config(
                 retries={"total_max_attempts": 1, "mode": "standard"},
@@ -971,9 +976,19 @@ class AwsProvider(ProviderBase):
 
     # --- instance types and offers --------------------------------------------------------------
 
+    def _endpoint(self) -> str | None:
+        return self.config.setting(
+            "endpoint_url", env=("AWS_ENDPOINT_URL_EC2", "AWS_ENDPOINT_URL")
+        )
+
     async def _instance_types(self, region: str) -> dict[str, AwsInstanceType]:
-        """The accelerator instance types of ``region``, read once per provider object."""
-        cached = self._types.get(region)
+        """The accelerator instance types of ``region``, read once per process.
+
+        EC2's catalog of instance types changes a few times a year, and reading it is
+        a dozen pages: it is kept for the life of the process.
+        """
+        key = (self._endpoint() or "aws", region)
+        cached = _INSTANCE_TYPES.get(key)
         if cached is None:
             items = await self._pages(
                 region, "describe_instance_types", "InstanceTypes",
@@ -981,12 +996,13 @@ class AwsProvider(ProviderBase):
             )
             found = (AwsInstanceType.from_wire(item) for item in items)
             cached = {t.name: t for t in found if t.gpu is not None and t.gpu_count > 0}
-            self._types[region] = cached
+            _INSTANCE_TYPES[key] = cached
+        self._types[region] = cached
         return cached
 
     async def _instance_type(self, region: str, name: str) -> AwsInstanceType:
         """One instance type (any family), checked with EC2."""
-        known = (await self._instance_types(region)).get(name)
+        known = _INSTANCE_TYPES.get((self._endpoint() or "aws", region), {}).get(name)
         if known is not None:
             return known
         data = await self._call(region, "describe_instance_types", InstanceTypes=[name])
@@ -1223,10 +1239,7 @@ class AwsProvider(ProviderBase):
         output = data.get("Output") if isinstance(data, Mapping) else None
         if not output:
             return []
-        try:
-            text = base64.b64decode(output).decode("utf-8", errors="replace")
-        except ValueError:
-            text = str(output)  # not base64: take it as sent
+        text = _console_text(str(output))
         return text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
 
     async def get(self, resource_id: str) -> Resource:
@@ -1319,8 +1332,8 @@ class AwsProvider(ProviderBase):
 
     async def _image(
         self, region: str, spec: LaunchSpec, t: AwsInstanceType
-    ) -> tuple[str, str | None]:
-        """(AMI id, root device name): the spec's AMI, or the newest default GPU image."""
+    ) -> tuple[str, str | None, int | None]:
+        """(AMI id, root device, its size in GB): the spec's AMI, or the newest default image."""
         if spec.image:
             if not re.fullmatch(r"ami-[0-9a-f]{8,17}", spec.image):
                 raise ValidationError(
@@ -1332,8 +1345,7 @@ class AwsProvider(ProviderBase):
             images = Fields(data, "DescribeImages", provider=NAME).items("Images")
             if not images:
                 raise ValidationError("image", f"{spec.image} does not exist in {region}")
-            image = Fields(images[0], "Image", provider=NAME)
-            return spec.image, image.text("RootDeviceName")
+            return (spec.image, *_root_device(Fields(images[0], "Image", provider=NAME)))
         arch = "arm64" if t.architectures and "x86_64" not in t.architectures else "x86_64"
         cached = self._images.get((region, arch))
         if cached is not None:
@@ -1353,8 +1365,7 @@ class AwsProvider(ProviderBase):
         )
         parsed = [Fields(i, "Image", provider=NAME) for i in images]
         candidates = [
-            (i.text("CreationDate") or "", i.text("Name") or "", i.text("ImageId") or "",
-             i.text("RootDeviceName"))
+            (i.text("CreationDate") or "", i.text("Name") or "", i.text("ImageId") or "", i)
             for i in parsed if i.text("ImageId")
         ]
         if not candidates:
@@ -1363,9 +1374,10 @@ class AwsProvider(ProviderBase):
                 "give spec.image an AMI id, or set image_name / image_owner"
             )
         # Newest first: the creation date, then the name (which carries a date stamp).
-        _, _, image_id, root = max(candidates)
-        self._images[(region, arch)] = (image_id, root)
-        return image_id, root
+        _, _, image_id, newest = max(candidates, key=lambda c: c[:3])
+        found = (image_id, *_root_device(newest))
+        self._images[(region, arch)] = found
+        return found
 
     async def _plan(self, spec: LaunchSpec, region: str) -> _Plan:
         nodes = getattr(spec, "nodes", 1)
@@ -1377,7 +1389,7 @@ class AwsProvider(ProviderBase):
         if spec.spot and not t.spot:
             raise ValidationError("spot", f"{t.name} is not offered as spot capacity",
                                   allowed="False for this instance type")
-        image_id, root = await self._image(region, spec, t)
+        image_id, root, root_gb = await self._image(region, spec, t)
         script = user_data(spec)
         asked = spec.options.get("zone")
         subnet = spec.options.get("subnet") or self.config.setting("subnet")
@@ -1400,16 +1412,17 @@ class AwsProvider(ProviderBase):
             )
             price = prices.get(t.name)
         return _Plan(
-            region=region, instance_type=t, image_id=image_id, root_device=root,
+            region=region, instance_type=t, image_id=image_id, root_device=root, root_gb=root_gb,
             user_data=script, zones=zones, zone_asked=bool(asked or subnet), price=price,
         )
 
     def _run_params(self, spec: LaunchSpec, plan: _Plan, zone: str | None) -> dict[str, Any]:
         tags = [{"Key": k, "Value": v} for k, v in sorted(spec.runctl_tags.items())]
         tags.append({"Key": TAG_AWS_NAME, "Value": spec.name or f"runctl-{spec.launch_id}"})
-        ebs: dict[str, Any] = {"DeleteOnTermination": True}
-        if spec.disk_gb is not None:
-            ebs.update(VolumeSize=spec.disk_gb, VolumeType="gp3")
+        ebs: dict[str, Any] = {"DeleteOnTermination": True, "VolumeType": "gp3"}
+        size = spec.disk_gb or plan.root_gb
+        if size:
+            ebs["VolumeSize"] = size
         params: dict[str, Any] = {
             "ImageId": plan.image_id,
             "InstanceType": plan.instance_type.name,
@@ -1670,17 +1683,20 @@ class AwsProvider(ProviderBase):
 
 
 def _command_lines(lines: Sequence[str], launch_id: str | None) -> tuple[list[str], int | None]:
-    """The lines of the console the command printed, and its exit code if it ended."""
-    start = 0
+    """The console lines the command printed (between this launch's markers), and its exit code.
+
+    What the machine printed after the command ended (the power-down) is not the command's.
+    """
+    start, end = 0, len(lines)
     code = None
     for n, line in enumerate(lines):
         marker = parse_marker(line)
         if marker is not None and marker.launch_id == launch_id:
             if marker.exit_code is None:
-                start, code = n + 1, None
+                start, end, code = n + 1, len(lines), None
             else:
-                code = marker.exit_code
-    body = [line for line in lines[start:] if not parse_marker(line)]
+                end, code = n, marker.exit_code
+    body = [line for line in lines[start:end] if not parse_marker(line)]
     while body and not body[-1].strip():
         body.pop()  # the console's trailing newline
     return body, code
@@ -1696,6 +1712,37 @@ def _new_lines(shown: Sequence[str], current: Sequence[str]) -> list[str]:
         if current[0] == shown[-size] and list(current[:size]) == list(shown[-size:]):
             return list(current[size:])
     return list(current)
+
+
+def _root_device(image: Fields) -> tuple[str | None, int | None]:
+    """An image's root device name and the size of its root volume in GB."""
+    root = image.text("RootDeviceName")
+    for item in image.items("BlockDeviceMappings"):
+        mapping = Fields(item, "Image.BlockDeviceMappings", provider=NAME)
+        ebs = mapping.obj("Ebs")
+        if mapping.text("DeviceName") == root and ebs is not None:
+            return root, ebs.integer("VolumeSize")
+    return root, None
+
+
+def _console_text(output: str) -> str:
+    """The console text of ``GetConsoleOutput``'s ``Output``: base64 from EC2.
+
+    Text that is not base64 (moto sends the text itself) is taken as it is.
+    """
+    try:
+        raw = base64.b64decode("".join(output.split()), validate=True)
+        return raw.decode("utf-8", errors="replace")
+    except ValueError:
+        return output
+
+
+@functools.cache
+def _loader() -> Any:
+    """botocore's model loader, shared by every session of the process (it caches what it read)."""
+    from botocore.loaders import create_loader
+
+    return create_loader()
 
 
 def _price(amount: Decimal, gpu_count: int, *, spot: bool, at: datetime) -> Price:
