@@ -583,6 +583,7 @@ def _map_client_error(error: Any, operation: str) -> Exception:
 def _map_error(error: BaseException, operation: str) -> Exception | None:
     """The runctl error for an exception of boto3/botocore; ``None`` for anything else."""
     from botocore import exceptions as bx
+    from botocore.parsers import ResponseParserError
 
     if isinstance(error, bx.ClientError):
         return _map_client_error(error, operation)
@@ -594,7 +595,7 @@ def _map_error(error: BaseException, operation: str) -> Exception | None:
         return ConfigurationError(f"aws: no region: {_REGION_HINT}")
     if isinstance(error, (bx.SSOError, bx.TokenRetrievalError, bx.UnauthorizedSSOTokenError)):
         return AuthenticationError(f"{operation}: {error}", provider=NAME)
-    if isinstance(error, bx.ResponseParserError):
+    if isinstance(error, ResponseParserError):
         return MalformedResponseError(f"{operation}: {error}", provider=NAME)
     if isinstance(error, (bx.ConnectTimeoutError, bx.EndpointConnectionError)):
         # Never connected: the request did not reach EC2.

@@ -302,7 +302,7 @@ def run_user_data(script: str, tmp_path: Path, *, timeout: float = 30.0) -> tupl
     serial console is a file (``RUNCTL_CONSOLE``). Returns (console text, power calls).
     """
     bin_dir = tmp_path / "machine-bin"
-    bin_dir.mkdir(exist_ok=True)
+    bin_dir.mkdir(parents=True, exist_ok=True)
     calls = tmp_path / "power-calls"
     for command in ("poweroff", "shutdown"):
         stub = bin_dir / command
@@ -319,5 +319,5 @@ def run_user_data(script: str, tmp_path: Path, *, timeout: float = 30.0) -> tupl
         start_new_session=True, cwd=tmp_path,
     )
     text = console.read_text() + "[  100.000000] reboot: Power down\n"
-    power = calls.read_text().splitlines() if calls.exists() else []
+    power = [c.strip() for c in calls.read_text().splitlines()] if calls.exists() else []
     return text, power
