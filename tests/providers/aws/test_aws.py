@@ -313,3 +313,42 @@ async def test_secrets_never_show(provider, moto):
     for text in (str(e.value), repr(e.value), repr(provider), repr(provider.config)):
         assert FAKE_SECRET not in text and FAKE_KEY_ID not in text
     assert DLAMI_OWNER  # the default image owner is public knowledge, not a secret
+
+
+def test_the_documented_iam_policy_lists_every_action_the_provider_calls():
+    import inspect
+    import json
+    import re
+
+    import runctl.providers.aws as module
+
+    source = inspect.getsource(module)
+    called = set(re.findall(r'_(?:call|pages)\(\s*region,\s*"([a-z_]+)"', source))
+    called |= set(re.findall(r'self\._change\(resource_id, "([a-z_]+)"', source))
+    assert {"run_instances", "describe_instances", "get_console_output"} <= called
+    actions = {"ec2:" + "".join(w.capitalize() for w in op.split("_")) for op in called}
+    actions.add("ec2:CreateTags")  # TagSpecifications on RunInstances need it
+    doc = (Path(__file__).parents[3] / "docs" / "providers" / "aws.md").read_text()
+    policy = json.loads(doc.split("```json", 1)[1].split("```", 1)[0])
+    granted = set()
+    for statement in policy["Statement"]:
+        found = statement["Action"]
+        granted |= {found} if isinstance(found, str) else set(found)
+    assert actions <= granted, actions - granted
+
+
+def test_console_output_is_read_as_ec2_sends_it():
+    import base64
+
+    from runctl.providers.aws import _command_lines, _console_text, _new_lines
+
+    text = "[runctl:L1] start\nline 1\n[runctl:L1] exit 0\n"
+    assert _console_text(base64.b64encode(text.encode()).decode()) == text
+    assert _console_text(text) == text  # moto sends the text itself
+    assert _command_lines(text.split("\n"), "L1") == (["line 1"], 0)
+    # Another launch's markers are hidden and say nothing about this one's end.
+    assert _command_lines(["[runctl:L2] start", "x", "[runctl:L2] exit 1"], "L1") == (["x"], None)
+    # The console is a moving tail: only what follows what was shown is new.
+    assert _new_lines(["a", "b", "c"], ["b", "c", "d", "e"]) == ["d", "e"]
+    assert _new_lines([], ["a"]) == ["a"]
+    assert _new_lines(["a", "b"], ["a", "b"]) == []
