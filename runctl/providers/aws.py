@@ -399,8 +399,10 @@ def user_data(spec: LaunchSpec) -> str:
         )
         lines += [
             f"# TTL {seconds} s: the machine powers itself off then, whatever else happens.",
-            f"shutdown -P +{minutes} >/dev/null 2>&1 || {{ (sleep {seconds}; poweroff) "
-            ">/dev/null 2>&1 & }",
+            # systemd's shutdown schedules and returns; `timeout` keeps one that would wait
+            # (sysvinit) from holding up the command, and the fallback then keeps time.
+            f"timeout 10 shutdown -P +{minutes} >/dev/null 2>&1 || "
+            f"{{ (sleep {seconds}; poweroff) >/dev/null 2>&1 & }}",
             f"deadline=$(( $(date +%s) + {seconds} ))",
             "if [ -d /var/lib/cloud/scripts/per-boot ]; then",
             f"  printf '{rearm}' \"$deadline\" > {per_boot} && chmod 755 {per_boot}",

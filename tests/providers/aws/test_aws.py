@@ -156,11 +156,11 @@ async def test_a_retried_launch_returns_the_same_instance(provider, moto):
 async def test_list_shows_only_runctl_instances_and_filters_by_tags(provider, moto):
     a = await provider.launch(spec(tags={"team": "a"}))
     b = await provider.launch(spec(tags={"team": "b"}))
-    import boto3
-
-    ec2 = boto3.client("ec2", region_name=REGION, endpoint_url=moto.url)
     image = next(iter(moto.backend().amis))
-    ec2.run_instances(ImageId=image, InstanceType="t3.micro", MinCount=1, MaxCount=1)  # not ours
+    # An instance someone else started in the account, without runctl's tags.
+    await provider._call(REGION, "run_instances", ImageId=image, InstanceType="t3.micro",
+                         MinCount=1, MaxCount=1)
+    assert len(moto.backend().all_instances()) == 3
     assert {r.id for r in await provider.list()} == {a.id, b.id}
     assert [r.id for r in await provider.list(tags={"team": "b"})] == [b.id]
 
