@@ -178,6 +178,8 @@ USER_DATA_LIMIT = 16 * 1024
 TAG_AWS_NAME = "Name"
 #: Accelerator instance types per (endpoint, region), read once per process.
 _INSTANCE_TYPES: dict[tuple[str, str], dict[str, AwsInstanceType]] = {}
+#: "User initiated (2026-12-01 10:00:00 GMT)": when a user stopped or terminated it.
+_TRANSITION_TIME = re.compile(r"\((\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) (?:GMT|UTC)\)")
 _INSTANCE_ID = re.compile(r"i-[0-9a-f]{8,17}")
 _REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d")
 
@@ -780,6 +782,7 @@ class AwsProvider(ProviderBase):
         self._gone_at: dict[str, float] = {}
         self._launch_ids: dict[str, str] = {}
         self._where_found: _Where | None = None
+        self._ended_seen: dict[str, datetime] = {}
         self._od_prices: dict[str, dict[str, Price]] = {}
 
     # --- configuration --------------------------------------------------------------------------
@@ -1048,7 +1051,7 @@ class AwsProvider(ProviderBase):
             "InstanceTypes": list(types),
             "ProductDescriptions": ["Linux/UNIX"],
             # A start time of now gives the price in force now for each type and zone.
-            "StartTime": datetime.now(timezone.utc),
+            "StartTime": _utcnow(),
         }
         if zone:
             params["AvailabilityZone"] = zone
@@ -1087,7 +1090,7 @@ class AwsProvider(ProviderBase):
             r for r in self._regions()
             if not query.regions or any(r.startswith(p) for p in query.regions)
         ]
-        now = datetime.now(timezone.utc)
+        now = _utcnow()
         result: list[Offer] = []
         for region in regions:
             types = [
@@ -1143,6 +1146,25 @@ class AwsProvider(ProviderBase):
 
     def _resource(self, instance: AwsInstance, *, code: int | None = None) -> Resource:
         """The resource for ``instance``; ``code`` is an exit code just read from its console."""
+        resource = self._read_resource(instance, code)
+        if resource.is_terminal and resource.ended_at is None:
+            resource = resource.evolve(ended_at=self._ended_at(instance, resource.id))
+        return resource
+
+    def _ended_at(self, instance: AwsInstance, rid: str) -> datetime:
+        """When the instance ended: the time EC2 gives for a user's termination, else when
+        runctl first saw it ended (EC2 gives no time for the other reasons)."""
+        found = _TRANSITION_TIME.search(instance.transition_reason or "")
+        if found:
+            try:
+                return datetime.strptime(found.group(1), "%Y-%m-%d %H:%M:%S").replace(
+                    tzinfo=timezone.utc
+                )
+            except ValueError:
+                pass
+        return self._ended_seen.setdefault(rid, _utcnow())
+
+    def _read_resource(self, instance: AwsInstance, code: int | None) -> Resource:
         rid = self._resource_id(instance)
         raw = instance.raw_state
         state = aws_state(raw, instance.state_code, instance.reason_code)
@@ -1580,7 +1602,7 @@ class AwsProvider(ProviderBase):
         if amount is None:
             return None
         return _price(amount, plan.instance_type.gpu_count, spot=True,
-                      at=datetime.now(timezone.utc))
+                      at=_utcnow())
 
     # --- changing instances ---------------------------------------------------------------------
 
@@ -1604,8 +1626,6 @@ class AwsProvider(ProviderBase):
             # Asked to end it: stop waiting for a console that may never show the code.
             self._gone_at[resource.id] = -math.inf
             resource = self._resource(instance)
-        if resource.is_terminal or resource.state is _S.TERMINATING:
-            return resource.evolve(ended_at=resource.ended_at or datetime.now(timezone.utc))
         return resource
 
     async def _change(self, resource_id: str, operation: str, goal: ResourceState) -> Resource:
@@ -1726,6 +1746,11 @@ def _root_device(image: Fields) -> tuple[str | None, int | None]:
         if mapping.text("DeviceName") == root and ebs is not None:
             return root, ebs.integer("VolumeSize")
     return root, None
+
+
+def _utcnow() -> datetime:
+    """The wall clock (one place, so a time seam can replace it)."""
+    return datetime.now(timezone.utc)
 
 
 def _console_text(output: str) -> str:
