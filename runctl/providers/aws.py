@@ -348,7 +348,8 @@ class AwsInstance:
             instance_type=f.text("InstanceType"),
             zone=placement.text("AvailabilityZone") if placement is not None else None,
             lifecycle=f.text("InstanceLifecycle"),
-            launched_at=launched if isinstance(launched, datetime) else None,
+            launched_at=launched.astimezone(timezone.utc) if isinstance(launched, datetime)
+            else None,
             address=f.text("PublicIpAddress") or f.text("PrivateIpAddress"),
             tags=tags,
         )
@@ -515,6 +516,9 @@ _INPUT_ERRORS: Mapping[str, str | None] = {
 }
 #: Words of an EC2 message and the spec field they point at, first match wins.
 _FIELD_WORDS: tuple[tuple[str, str], ...] = (
+    ("tag key", "tags"),
+    ("tag value", "tags"),
+    ("tagspecification", "tags"),
     ("instancetype", "instance_type"),
     ("instance type", "instance_type"),
     ("imageid", "image"),
@@ -533,6 +537,7 @@ _FIELD_WORDS: tuple[tuple[str, str], ...] = (
     ("spotprice", "options.max_price"),
     ("maxprice", "options.max_price"),
     ("iaminstanceprofile", "options.instance_profile"),
+    ("tag", "tags"),
 )
 
 

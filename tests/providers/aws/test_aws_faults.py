@@ -107,3 +107,40 @@ async def test_account_limits_and_refusals_map_to_runctl_errors(provider, moto, 
         await provider.launch(spec())
     assert e.value.provider == "aws" and code in str(e.value)
     assert len(moto.run_calls) == 1  # not retried, no zone fallback
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("code", "message", "field"),
+    [
+        ("InvalidParameterValue", "Value (xyz) for parameter instanceType is invalid.", "instance_type"),
+        ("InvalidParameterValue", "Volume of size 4GB is smaller than snapshot 'snap-1', expect size >= 8GB", "disk_gb"),
+        ("InvalidParameterValue", "Tag key names cannot start with 'aws:'", "tags"),
+        ("InvalidAMIID.Unavailable", "The image is being deregistered", "image"),
+        ("InvalidSubnetID.NotFound", "The subnet ID 'subnet-1' does not exist", "subnet"),
+    ],
+)
+async def test_input_errors_name_the_field(provider, moto, code, message, field):
+    from runctl.errors import ValidationError
+
+    moto.refuse["*"] = (code, message)
+    with pytest.raises(ValidationError) as e:
+        await provider.launch(spec())
+    assert e.value.field == field and code in str(e.value)
+    assert not moto.backend().all_instances()
+
+
+@pytest.mark.anyio
+async def test_no_credentials_is_a_configuration_error(make_provider, moto, monkeypatch):
+    from runctl.errors import MissingCredentialsError
+
+    from .conftest import aws_environ
+
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(var)
+    environ = {k: v for k, v in aws_environ(moto).items() if not k.startswith("AWS_ACCESS")
+               and not k.startswith("AWS_SECRET")}
+    provider = make_provider(environ)
+    with pytest.raises(MissingCredentialsError) as e:
+        await provider.list()
+    assert "aws configure" in str(e.value)
