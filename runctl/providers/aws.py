@@ -394,7 +394,7 @@ def user_data(spec: LaunchSpec) -> str:
     if spec.ttl is not None:
         seconds = max(1, math.ceil(spec.ttl.total_seconds()))
         minutes = max(1, math.ceil(seconds / 60))
-        per_boot = "/var/lib/cloud/scripts/per-boot/runctl-ttl.sh"
+        per_boot = '"$d/runctl-ttl.sh"'
         rearm = (
             "#!/bin/sh\\n# runctl: the TTL deadline, re-armed at every boot\\n"
             "left=$(( %s - $(date +%%s) ))\\n"
@@ -407,7 +407,9 @@ def user_data(spec: LaunchSpec) -> str:
             f"timeout 10 shutdown -P +{minutes} >/dev/null 2>&1 || "
             f"{{ (sleep {seconds}; poweroff) >/dev/null 2>&1 & }}",
             f"deadline=$(( $(date +%s) + {seconds} ))",
-            "if [ -d /var/lib/cloud/scripts/per-boot ]; then",
+            # cloud-init runs per-boot scripts at every later boot (RUNCTL_CLOUD_DIR: tests).
+            'd="${RUNCTL_CLOUD_DIR:-/var/lib/cloud}/scripts/per-boot"',
+            'if [ -d "$d" ]; then',
             f"  printf '{rearm}' \"$deadline\" > {per_boot} && chmod 755 {per_boot}",
             "fi",
         ]

@@ -295,11 +295,14 @@ def provider(make_provider: Callable[..., Any]) -> Any:
     return make_provider()
 
 
-def run_user_data(script: str, tmp_path: Path, *, timeout: float = 30.0) -> tuple[str, list[str]]:
+def run_user_data(
+    script: str, tmp_path: Path, *, timeout: float = 30.0, cloud_dir: Path | None = None
+) -> tuple[str, list[str]]:
     """Run a user data script here as cloud-init would, with the machine's own commands stubbed.
 
     ``poweroff`` and ``shutdown`` are stand-ins on ``PATH`` that record their calls; the
-    serial console is a file (``RUNCTL_CONSOLE``). Returns (console text, power calls).
+    serial console is a file (``RUNCTL_CONSOLE``), and cloud-init's directory
+    ``cloud_dir`` (``RUNCTL_CLOUD_DIR``) when given. Returns (console text, power calls).
     """
     bin_dir = tmp_path / "machine-bin"
     bin_dir.mkdir(parents=True, exist_ok=True)
@@ -314,6 +317,8 @@ def run_user_data(script: str, tmp_path: Path, *, timeout: float = 30.0) -> tupl
         "PATH": f"{bin_dir}:{os.environ.get('PATH', '/usr/bin:/bin')}",
         "RUNCTL_CONSOLE": str(console),
     }
+    if cloud_dir is not None:
+        env["RUNCTL_CLOUD_DIR"] = str(cloud_dir)
     subprocess.run(
         ["/bin/sh", "-c", script], env=env, timeout=timeout, check=True,
         start_new_session=True, cwd=tmp_path,

@@ -355,3 +355,32 @@ def test_console_output_is_read_as_ec2_sends_it():
     assert _new_lines(["a", "b", "c"], ["b", "c", "d", "e"]) == ["d", "e"]
     assert _new_lines([], ["a"]) == ["a"]
     assert _new_lines(["a", "b"], ["a", "b"]) == []
+
+
+def test_the_user_data_runs_the_command_and_keeps_the_ttl_across_boots(tmp_path):
+    import os
+    import time
+
+    from .conftest import run_user_data
+
+    s = LaunchSpec(command=["sh", "-c", 'echo "lr=$LR in $(pwd)"; exit 4'], env={"LR": "1e-3"},
+                   workdir="/tmp", ttl=150, launch_id="boot1")
+    cloud = tmp_path / "cloud"
+    (cloud / "scripts" / "per-boot").mkdir(parents=True)
+    console, calls = run_user_data(user_data(s), tmp_path / "first", cloud_dir=cloud)
+    assert "[runctl:boot1] start\nlr=1e-3 in /tmp\n[runctl:boot1] exit 4\n" in console
+    assert calls == ["shutdown -P +3", "poweroff"]  # 150 s rounds up to 3 minutes
+    # A later boot (after stop and start) re-arms what is left of the deadline.
+    rearm = cloud / "scripts" / "per-boot" / "runctl-ttl.sh"
+    assert os.access(rearm, os.X_OK)
+    _, calls = run_user_data(f"sh {rearm}", tmp_path / "second")
+    assert calls == ["shutdown -P +3"]
+    text = rearm.read_text()
+    deadline = int(text.split("left=$(( ")[1].split(" ")[0])
+    assert abs(deadline - (time.time() + 150)) < 60
+    rearm.write_text(text.replace(str(deadline), str(deadline - 1000)))  # past it
+    _, calls = run_user_data(f"sh {rearm}", tmp_path / "third")
+    assert calls == ["poweroff"]
+    # (A key is only read here, never installed: that would touch this machine's users.)
+    keyed = user_data(LaunchSpec(command=["true"], ssh_public_key="ssh-ed25519 AAAAC3Nza me@x"))
+    assert "/home/ubuntu" in keyed and "'ssh-ed25519 AAAAC3Nza me@x'" in keyed
