@@ -263,7 +263,7 @@ async def test_bad_input_names_the_field(provider, moto):
     with pytest.raises(ValidationError) as e:
         await provider.launch(spec(command=["echo", "x" * 17000]))
     assert e.value.field == "command"
-    assert moto.run_calls == [] or all(c.get("image_id") for c in moto.run_calls)
+    assert moto.run_calls == []  # every one refused before anything was created
     assert not moto.backend().all_instances()
 
 
