@@ -91,42 +91,46 @@ async def test_a_lost_answer_to_run_instances_does_not_start_a_second_instance(p
     assert (await provider.launch(s)).id == instance.id
 
 
-@pytest.mark.anyio
-@pytest.mark.parametrize(
-    ("code", "error"),
-    [
-        ("VcpuLimitExceeded", QuotaExceededError),
-        ("InstanceLimitExceeded", QuotaExceededError),
-        ("MaxSpotInstanceCountExceeded", QuotaExceededError),
-        ("UnauthorizedOperation", AuthenticationError),
-    ],
-)
-async def test_account_limits_and_refusals_map_to_runctl_errors(provider, moto, code, error):
-    moto.refuse["*"] = (code, f"{code}: refused")
-    with pytest.raises(error) as e:
-        await provider.launch(spec())
-    assert e.value.provider == "aws" and code in str(e.value)
-    assert len(moto.run_calls) == 1  # not retried, no zone fallback
+LIMITS = [
+    ("VcpuLimitExceeded", QuotaExceededError),
+    ("InstanceLimitExceeded", QuotaExceededError),
+    ("MaxSpotInstanceCountExceeded", QuotaExceededError),
+    ("UnauthorizedOperation", AuthenticationError),
+    ("AuthFailure", AuthenticationError),
+]
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize(
-    ("code", "message", "field"),
-    [
-        ("InvalidParameterValue", "Value (xyz) for parameter instanceType is invalid.", "instance_type"),
-        ("InvalidParameterValue", "Volume of size 4GB is smaller than snapshot 'snap-1', expect size >= 8GB", "disk_gb"),
-        ("InvalidParameterValue", "Tag key names cannot start with 'aws:'", "tags"),
-        ("InvalidAMIID.Unavailable", "The image is being deregistered", "image"),
-        ("InvalidSubnetID.NotFound", "The subnet ID 'subnet-1' does not exist", "subnet"),
-    ],
-)
-async def test_input_errors_name_the_field(provider, moto, code, message, field):
+async def test_account_limits_and_refusals_map_to_runctl_errors(provider, moto):
+    for code, error in LIMITS:
+        moto.run_calls.clear()
+        moto.refuse["*"] = (code, f"{code}: refused")
+        with pytest.raises(error) as e:
+            await provider.launch(spec())
+        assert e.value.provider == "aws" and code in str(e.value)
+        assert len(moto.run_calls) == 1, code  # not retried, no zone fallback
+    assert not moto.backend().all_instances()
+
+
+INPUT_ERRORS = [
+    ("InvalidParameterValue", "Value (xyz) for parameter instanceType is invalid.", "instance_type"),
+    ("InvalidParameterValue", "Volume of size 4GB is smaller than snapshot 'snap-1', expect size >= 8GB", "disk_gb"),
+    ("InvalidParameterValue", "Tag key names cannot start with 'aws:'", "tags"),
+    ("InvalidAMIID.Unavailable", "The image is being deregistered", "image"),
+    ("InvalidSubnetID.NotFound", "The subnet ID 'subnet-1' does not exist", "subnet"),
+    ("InvalidKeyPair.NotFound", "The key pair 'k' does not exist", "options.key_name"),
+]
+
+
+@pytest.mark.anyio
+async def test_input_errors_name_the_field(provider, moto):
     from runctl.errors import ValidationError
 
-    moto.refuse["*"] = (code, message)
-    with pytest.raises(ValidationError) as e:
-        await provider.launch(spec())
-    assert e.value.field == field and code in str(e.value)
+    for code, message, field in INPUT_ERRORS:
+        moto.refuse["*"] = (code, message)
+        with pytest.raises(ValidationError) as e:
+            await provider.launch(spec())
+        assert e.value.field == field and code in str(e.value), (code, message)
     assert not moto.backend().all_instances()
 
 
