@@ -205,7 +205,6 @@ SPOT_INTERRUPTIONS = frozenset({"Server.SpotInstanceTermination", "Server.SpotIn
 #: ``StateReason`` codes of an instance that ended by powering itself off (the command
 #: ended, or the TTL timer fired).
 SELF_SHUTDOWN = "Client.InstanceInitiatedShutdown"
-USER_SHUTDOWN = "Client.UserInitiatedShutdown"
 
 
 def aws_state(raw: str | None, code: int | None = None, reason: str | None = None) -> ResourceState:
