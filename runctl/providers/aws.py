@@ -319,6 +319,7 @@ class AwsInstance:
     zone: str | None = None
     lifecycle: str | None = None
     launched_at: datetime | None = None
+    created_at: datetime | None = None
     address: str | None = None
     tags: dict[str, str] = attrs.field(factory=dict)
 
@@ -333,9 +334,15 @@ class AwsInstance:
         for item in f.items("Tags"):
             if isinstance(item, Mapping) and isinstance(item.get("Key"), str):
                 tags[item["Key"]] = str(item.get("Value") or "")
-        launched = f.data.get("LaunchTime")
-        if isinstance(launched, str):
-            launched = f.timestamp("LaunchTime")
+        launched = _when(f, "LaunchTime")
+        # LaunchTime moves to the last start; the root volume was attached at the first.
+        attached = [
+            _when(Fields(m["Ebs"], "Instance.BlockDeviceMappings.Ebs", provider=NAME),
+                  "AttachTime")
+            for m in f.items("BlockDeviceMappings")
+            if isinstance(m, Mapping) and isinstance(m.get("Ebs"), Mapping)
+        ]
+        first = min((a for a in attached if a is not None), default=None)
         return cls(
             id=f.text("InstanceId", required=True),
             region=region,
@@ -347,8 +354,9 @@ class AwsInstance:
             instance_type=f.text("InstanceType"),
             zone=placement.text("AvailabilityZone") if placement is not None else None,
             lifecycle=f.text("InstanceLifecycle"),
-            launched_at=launched.astimezone(timezone.utc) if isinstance(launched, datetime)
-            else None,
+            launched_at=launched,
+            created_at=first if first is not None and (launched is None or first <= launched)
+            else launched,
             address=f.text("PublicIpAddress") or f.text("PrivateIpAddress"),
             tags=tags,
         )
@@ -789,6 +797,7 @@ class AwsProvider(ProviderBase):
         self._launch_ids: dict[str, str] = {}
         self._where_found: _Where | None = None
         self._ended_seen: dict[str, datetime] = {}
+        self._no_latest: set[str] = set()
         self._od_prices: dict[str, dict[str, Price]] = {}
 
     # --- configuration --------------------------------------------------------------------------
@@ -1191,8 +1200,8 @@ class AwsProvider(ProviderBase):
             raw_state=raw,
             name=tags.get(TAG_NAME) or tags.get(TAG_AWS_NAME),
             launch_id=instance.launch_id,
-            created_at=instance.launched_at,
-            started_at=instance.launched_at,
+            created_at=instance.created_at,
+            started_at=instance.launched_at,  # EC2's LaunchTime: the last start
             instance_type=instance.instance_type,
             gpu=None,
             gpu_count=0,
@@ -1258,14 +1267,18 @@ class AwsProvider(ProviderBase):
     async def _console(self, resource_id: str) -> list[str]:
         """The instance's serial console output (its last 64 KB), as lines."""
         region, instance_id = self._split_id(resource_id)
-        try:
-            data = await self._call(
-                region, "get_console_output", InstanceId=instance_id, Latest=True
-            )
-        except ProviderError as e:
-            if getattr(e, "aws_code", None) != "UnsupportedOperation":
-                raise
-            # Latest is for Nitro instances; others have the output posted at boot and stop.
+        data: Mapping[str, Any] | None = None
+        if resource_id not in self._no_latest:
+            try:
+                data = await self._call(
+                    region, "get_console_output", InstanceId=instance_id, Latest=True
+                )
+            except ProviderError as e:
+                if getattr(e, "aws_code", None) != "UnsupportedOperation":
+                    raise
+                # Latest is for Nitro instances; others have it posted at boot and stop.
+                self._no_latest.add(resource_id)
+        if data is None:
             data = await self._call(region, "get_console_output", InstanceId=instance_id)
         output = data.get("Output") if isinstance(data, Mapping) else None
         if not output:
@@ -1752,6 +1765,18 @@ def _root_device(image: Fields) -> tuple[str | None, int | None]:
         if mapping.text("DeviceName") == root and ebs is not None:
             return root, ebs.integer("VolumeSize")
     return root, None
+
+
+def _when(f: Fields, key: str) -> datetime | None:
+    """A time boto3 parsed (a datetime), or one still in ISO 8601 text; in UTC."""
+    value = f.data.get(key)
+    if isinstance(value, str):
+        value = f.timestamp(key)
+    if not isinstance(value, datetime):
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc)
 
 
 def _utcnow() -> datetime:

@@ -173,7 +173,11 @@ async def test_stop_start_and_terminate_report_each_state(provider, moto):
     assert stopped.state in (S.STOPPING, S.STOPPED)
     assert (await provider.get(r.id)).state is S.STOPPED
     assert (await provider.start(r.id)).state in (S.PROVISIONING, S.RUNNING)
-    assert (await provider.get(r.id)).state is S.RUNNING
+    again = await provider.get(r.id)
+    assert again.state is S.RUNNING
+    # Created when its root volume was first attached; started at EC2's LaunchTime.
+    assert again.created_at is not None and again.started_at is not None
+    assert again.created_at <= again.started_at and again.created_at.utcoffset().total_seconds() == 0
     ended = await provider.terminate(r.id)
     assert ended.state in (S.TERMINATING, S.TERMINATED)
     got = await provider.get(r.id)
