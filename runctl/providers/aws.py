@@ -1444,7 +1444,9 @@ class AwsProvider(ProviderBase):
             zones: tuple[str | None, ...] = (asked,)
         elif subnet:
             zones = (None,)  # the subnet is in one zone
-        elif hint:
+        elif hint and hint.startswith(region):
+            # A zone name ("us-east-1b"); the snapshot's offers carry zone ids ("use1-az2"),
+            # which differ per account, so those are left to EC2.
             zones = (hint,)
         else:
             zones = (None,)

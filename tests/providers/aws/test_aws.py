@@ -388,3 +388,21 @@ def test_the_user_data_runs_the_command_and_keeps_the_ttl_across_boots(tmp_path)
     # (A key is only read here, never installed: that would touch this machine's users.)
     keyed = user_data(LaunchSpec(command=["true"], ssh_public_key="ssh-ed25519 AAAAC3Nza me@x"))
     assert "/home/ubuntu" in keyed and "'ssh-ed25519 AAAAC3Nza me@x'" in keyed
+
+
+@pytest.mark.anyio
+async def test_launching_an_offer_uses_its_type_price_and_zone_name(provider, moto):
+    from runctl.config import load_settings
+
+    spot = [o for o in await provider.offers(OfferQuery(gpu="L4", count=1, spot=True))
+            if o.instance_type == "g6.xlarge" and o.zone == "us-east-1c"]
+    r = await provider.launch(spec(instance_type=None, offer=spot[0], spot=True))
+    assert moto.run_calls[-1]["placement"] == "us-east-1c"
+    assert r.price is not None and r.price.spot
+    # The snapshot's offers name zones by id (use1-az2), which differ per account: not used.
+    snap = catalog.load_snapshot(load_settings(), warn=False)
+    od = next(o for o in snap.offers if o.provider == "aws" and o.instance_type == "g6.xlarge"
+              and o.region == REGION and not o.spot)
+    assert od.zone and not od.zone.startswith(REGION)
+    await provider.launch(spec(instance_type=None, offer=od))
+    assert moto.run_calls[-1]["placement"] is None
