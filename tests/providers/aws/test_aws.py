@@ -406,3 +406,50 @@ async def test_launching_an_offer_uses_its_type_price_and_zone_name(provider, mo
     assert od.zone and not od.zone.startswith(REGION)
     await provider.launch(spec(instance_type=None, offer=od))
     assert moto.run_calls[-1]["placement"] is None
+
+
+@pytest.mark.anyio
+async def test_multi_node_launches_are_refused(provider, moto):
+    import attrs
+
+    @attrs.frozen(kw_only=True)
+    class WithNodes(LaunchSpec):  # LaunchSpec.nodes is being added to the core
+        nodes: int = 1
+
+    with pytest.raises(UnsupportedOperationError):
+        await provider.launch(WithNodes(command=["true"], instance_type="g6.xlarge", nodes=2))
+    assert moto.run_calls == []
+
+
+@pytest.mark.anyio
+async def test_following_logs_reads_the_console_as_it_grows(make_provider, moto):
+    s = spec()
+    full = (f"[runctl:{s.launch_id}] start\nstep 1\nstep 2 (half) done\nstep 3\n"
+            f"[runctl:{s.launch_id}] exit 0\n")
+    # What the console shows at each read: a line still being written, then the rest.
+    shown = [full[:full.index("step 2") + len("step 2 (half")], full]
+    polls: list[float] = []
+    ids: list[str] = []
+
+    async def the_machine_prints_meanwhile(seconds: float) -> None:
+        polls.append(seconds)
+        moto.consoles[ids[0]] = shown[min(len(polls), len(shown) - 1)]
+
+    provider = make_provider(sleep=the_machine_prints_meanwhile, log_poll=5.0)
+    r = await provider.launch(s)
+    ids.append(r.id)
+    moto.consoles[r.id] = shown[0]
+    got = [line async for line in provider.logs(r.id, follow=True)]
+    assert got == ["step 1", "step 2 (half) done", "step 3"]
+    assert polls == [5.0]
+    assert (await provider.get(r.id)).exit_code == 0  # seen by the logs, remembered
+
+
+@pytest.mark.anyio
+async def test_instances_in_another_region_have_region_prefixed_ids(provider, moto):
+    moto.publish_image("Deep Learning Base OSS Nvidia Driver GPU AMI (Ubuntu 22.04) 20260101",
+                       region="us-west-2")
+    r = await provider.launch(spec(region="us-west-2"))
+    assert r.id.startswith("us-west-2/i-") and r.region == "us-west-2"
+    assert (await provider.get(r.id)).state is S.RUNNING
+    assert (await provider.terminate(r.id)).state in (S.TERMINATING, S.TERMINATED)
