@@ -1230,6 +1230,8 @@ class AwsProvider(ProviderBase):
                         detail="the machine powered itself off; waiting for its console output "
                         "to show the command's exit code (EC2 posts it with a lag)",
                     )
+                # TERMINATED is final: the console is not read for this one again.
+                self._exits.read(rid, None, final=True)
                 return resource.evolve(
                     detail="the machine powered itself off (its command ended, or its TTL); "
                     "the exit code never showed in its console output"

@@ -242,6 +242,10 @@ async def test_a_machine_that_powered_off_waits_for_its_console_then_reports(pro
     gone = await provider.get(lost.id)
     assert gone.state is S.TERMINATED and gone.exit_code is None
     assert "never showed" in gone.detail
+    # Terminal stays terminal: a marker arriving later does not turn it into SUCCEEDED.
+    moto.consoles[lost.id] = f"[runctl:{lost.launch_id}] exit 0\n"
+    clock.now += 60
+    assert (await provider.get(lost.id)).state is S.TERMINATED
 
 
 @pytest.mark.anyio
