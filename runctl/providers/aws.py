@@ -1222,7 +1222,6 @@ class AwsProvider(ProviderBase):
         if known is not None:
             resource = resource.evolve(gpu=known.gpu, gpu_count=known.gpu_count)
         elif instance.instance_type:
-            from ..gpus import gpu_for_instance_type
 
             found = gpu_for_instance_type(instance.instance_type, provider=NAME)
             if found is not None:
