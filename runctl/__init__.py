@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from ._convert import from_json, to_json
+    from ._signals import SignalInterrupt, interrupt_on_signals
     from .client import AsyncClient, Client, Launch
     from .config import ProviderConfig, Secret, Settings, load_settings
     from .cost import Money, Price, estimate
@@ -128,6 +129,8 @@ _LAZY: dict[str, str] = {
     "load_settings": "config",
     "from_json": "_convert",
     "to_json": "_convert",
+    "SignalInterrupt": "_signals",
+    "interrupt_on_signals": "_signals",
     **dict.fromkeys(_ERRORS, "errors"),
 }
 

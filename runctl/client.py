@@ -110,6 +110,18 @@ def _targets(
     return frozenset(states)
 
 
+def _check_gpu(wanted: str, provider: str) -> None:
+    """Refuse a GPU name runctl cannot recognise, before anything is launched."""
+    from .gpus import known_gpus, normalize_gpu
+
+    if normalize_gpu(wanted, provider=provider).known:
+        return
+    models = sorted({gpu.model for gpu in known_gpus()})
+    raise ValidationError(
+        "gpu", f"{wanted!r} is not a GPU model runctl knows", allowed=", ".join(models)
+    )
+
+
 async def _maybe_await(value: Awaitable[None] | None) -> None:
     if inspect.isawaitable(value):
         await value
@@ -173,13 +185,39 @@ class AsyncClient:
         """The provider object ``name`` (default: the configured default), built on first use.
 
         Raises:
-            PluginError: no such provider, or it is broken.
+            ValidationError: no provider of that name is installed (the message says
+                when the offline snapshot prices it all the same).
+            PluginError: the provider is broken.
         """
         name = name or self.settings.default_provider
+        if name not in self._providers and name not in self._registry:
+            raise self._no_such_provider("provider", name)
         if name not in self._providers:
             self._providers[name] = self._registry.create(name, self.settings.provider_config(name))
             self._owned.add(name)
         return self._providers[name]
+
+    def _installed(self) -> list[str]:
+        return sorted(set(self._registry.names()) | set(self._providers))
+
+    def _snapshot_providers(self) -> set[str]:
+        from . import catalog
+
+        try:
+            return set(catalog.load_snapshot(self.settings, warn=False).provenance)
+        except RunctlError:  # an unreadable snapshot must not hide the real error
+            return set()
+
+    def _no_such_provider(self, field: str, name: str) -> ValidationError:
+        installed = ", ".join(self._installed()) or "none"
+        if name in self._snapshot_providers():
+            problem = (
+                f"{name!r} is priced in the offline snapshot but not launchable: "
+                f"no provider named {name!r} is installed"
+            )
+        else:
+            problem = f"no provider named {name!r} is installed"
+        return ValidationError(field, problem, allowed=installed)
 
     def _usable_provider_names(self, wanted: Sequence[str]) -> tuple[list[str], dict[str, str]]:
         names = (
@@ -203,6 +241,35 @@ class AsyncClient:
             else:
                 usable.append(name)
         return usable, skipped
+
+    async def verify(self, provider: str | None = None, *, timeout: float | None = None) -> str:
+        """Prove a provider's credentials work with one cheap authenticated call.
+
+        Args:
+            provider: the provider (default: the configured default).
+            timeout: seconds to wait (default: ``settings.offer_timeout``).
+
+        Returns:
+            What was checked, e.g. ``"GET /v2/account/ssh-keys answered"``.
+
+        Raises:
+            UnsupportedOperationError: the provider offers no such check (its
+                optional ``verify`` hook); its credentials cannot be checked this way.
+            AuthenticationError: the credentials were refused.
+            ProviderTimeoutError: no answer within ``timeout``.
+        """
+        impl = self.provider(provider)
+        hook = getattr(impl, "verify", None)
+        if not callable(hook):
+            raise UnsupportedOperationError(impl.name, "verify", "no cheap authenticated call")
+        limit = timeout if timeout is not None else self.settings.offer_timeout
+        try:
+            with anyio.fail_after(limit):
+                return str(await hook())
+        except TimeoutError:
+            raise ProviderTimeoutError(
+                f"no answer within {limit:g} s", provider=impl.name
+            ) from None
 
     # --- offers ---------------------------------------------------------------------------------
 
@@ -243,6 +310,24 @@ class AsyncClient:
                 allowed="query=OfferQuery(...) or gpu=..., count=...",
             )
         wanted = tuple(providers or query.providers)
+        if timeout is not None and (
+            isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0
+        ):
+            raise ValidationError(
+                "timeout", f"{timeout!r} is invalid", allowed="seconds > 0, or None"
+            )
+        if wanted:
+            # A misspelt name would silently give an empty table.
+            known = set(self._installed())
+            unknown = [n for n in wanted if n not in known]
+            priced = self._snapshot_providers() if unknown else set()
+            for name in unknown:
+                if name not in priced:
+                    raise ValidationError(
+                        "providers",
+                        f"no provider named {name!r} is installed or priced in the snapshot",
+                        allowed=", ".join(sorted(known | priced)),
+                    )
         limit = timeout if timeout is not None else self.settings.offer_timeout
         live_results: dict[str, Sequence[Any]] = {}
         failures: dict[str, BaseException] = {}
@@ -310,6 +395,8 @@ class AsyncClient:
         name = spec.provider or (spec.offer.provider if spec.offer else None)
         name = name or self.settings.default_provider
         provider = self.provider(name)
+        if spec.gpu is not None and spec.offer is None:
+            _check_gpu(spec.gpu, name)
         from .lifecycle import Budget, apply_default_ttl, launch_safely
 
         spec = apply_default_ttl(spec, self.settings.default_ttl_hours)
@@ -392,9 +479,16 @@ class AsyncClient:
         current = await self.get(resource, provider=provider)
         if current.state is wanted:
             return current
-        if not current.state.can_become(wanted):
-            raise InvalidTransitionError(current.id, current.state, wanted)
         impl = self.provider(current.provider)
+        # The provider's documented actions win over what runctl's state implies
+        # (RunPod starts a pod in ERROR, which runctl reports FAILED).
+        hook = getattr(impl, "allowed_actions", None)
+        allowed = hook(current) if callable(hook) else None
+        if allowed is not None:
+            if op not in allowed:
+                raise InvalidTransitionError(current.id, current.state, wanted)
+        elif not current.state.can_become(wanted):
+            raise InvalidTransitionError(current.id, current.state, wanted)
         if op in ("stop", "start") and not impl.capabilities.stop_start:
             raise UnsupportedOperationError(current.provider, op, "see its capabilities")
         result: Resource = await getattr(impl, op)(current.id)
@@ -742,6 +836,10 @@ class Client:
     def provider(self, name: str | None = None) -> Provider:
         """The provider object (async; for advanced use)."""
         return self._async.provider(name)
+
+    def verify(self, provider: str | None = None, *, timeout: float | None = None) -> str:
+        """See :meth:`AsyncClient.verify`."""
+        return self._call(self._async.verify, provider, timeout=timeout)
 
     def offers(
         self,

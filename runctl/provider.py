@@ -12,6 +12,20 @@ the first time the provider is used, and ``MyCloudProvider.check(config)`` (if t
 class has it) to tell the user whether it is usable on this machine.
 Everything is async; the sync :class:`runctl.Client` is built on top.
 
+Optional hooks, looked up with ``getattr`` (a provider without them still conforms):
+
+- ``async def verify(self) -> str``: one cheap authenticated call proving the
+  credentials work (``runctl doctor --online``, :meth:`runctl.AsyncClient.verify`);
+  returns what was checked, raises ``AuthenticationError`` for a refused key.
+  Without it the credentials are reported "not checked".
+- ``setting_keys`` (a class attribute, a tuple of names): the keys the provider
+  reads from its ``[providers.<name>]`` table; ``runctl doctor`` reports any other
+  key there as a probable typo.
+- ``def allowed_actions(self, resource) -> frozenset[str] | None``: the actions
+  (``"stop"``, ``"start"``) the provider documents for the resource in its current
+  raw state, where they differ from what runctl's state implies (RunPod starts a
+  pod in ``ERROR``); ``None`` leaves the decision to runctl's transition table.
+
 :class:`ProviderBase` is an optional helper: it supplies the capability-gated
 methods (``stop``, ``start``, ``logs``) that raise
 :class:`~runctl.errors.UnsupportedOperationError`. :class:`RestProviderBase`
@@ -207,6 +221,11 @@ class RestProviderBase(ProviderBase):
     auth_header: ClassVar[str] = "Authorization"
     #: The prefix of the key in that header; ``None`` sends the bare key.
     auth_scheme: ClassVar[str | None] = "Bearer"
+    #: A cheap authenticated GET (relative to the API root) that :meth:`verify` makes;
+    #: ``None``: the provider offers no such check.
+    verify_path: ClassVar[str | None] = None
+    #: Keys read from the provider's config table (``runctl doctor`` flags others).
+    setting_keys: ClassVar[tuple[str, ...]] = ("api_key", "base_url")
 
     def __init__(
         self,
@@ -296,6 +315,23 @@ class RestProviderBase(ProviderBase):
     def _classify(self, response: httpx.Response, message: str) -> ProviderError | None:
         """Refine the mapping of an error response; ``None`` keeps HttpApi's default."""
         return None
+
+    async def verify(self) -> str:
+        """Prove the API key works with one cheap authenticated GET of ``verify_path``.
+
+        Returns:
+            What was checked, e.g. ``"GET /v2/account/ssh-keys answered"``.
+
+        Raises:
+            UnsupportedOperationError: the provider declares no ``verify_path``.
+            MissingCredentialsError: no API key anywhere runctl looks.
+            AuthenticationError: the key was refused.
+            ProviderError: the call failed otherwise.
+        """
+        if self.verify_path is None:
+            raise UnsupportedOperationError(self.name, "verify", "no cheap authenticated call")
+        await self._api().get(self.verify_path)
+        return f"GET {self.verify_path} answered"
 
     async def _sleep(self, seconds: float) -> None:
         """Wait (through the ``sleep`` seam in tests)."""

@@ -102,6 +102,7 @@ from ..errors import (
 )
 from ..models import (
     TAG_LAUNCH_ID,
+    TAG_MANAGED_BY,
     TAG_NAME,
     Capabilities,
     LaunchSpec,
@@ -177,7 +178,7 @@ RAW_STATES: Mapping[str | None, ResourceState] = {
     "running": _S.RUNNING,  # GPU charges apply
     "stopped": _S.STOPPED,  # halted, disk charges only (also: an outbid interruptible)
     "frozen": _S.STOPPED,  # paused with memory; GPU charges apply
-    "exited": _S.FAILED,  # the container's process exited; Vast reports no exit code
+    "exited": _S.FAILED,  # the container's process exited (STOPPED when intended "stopped")
     "rebooting": _S.PROVISIONING,  # restarting (transient)
     "unknown": _S.UNKNOWN,  # no recent heartbeat from the host
     "offline": _S.UNKNOWN,  # host disconnected from Vast's servers; may come back
@@ -197,6 +198,9 @@ def state_of(
 ) -> tuple[ResourceState, str | None]:
     """runctl's state for Vast's ``actual_status``, refined by ``intended_status``.
 
+    Vast reports a stopped instance as ``actual_status="exited"`` with
+    ``intended_status="stopped"``: that is STOPPED (startable), not FAILED.
+
     Returns:
         The state and a short detail (``None`` when the state says it all).
     """
@@ -204,6 +208,9 @@ def state_of(
     detail = _DETAILS.get(actual_status or "")
     if actual_status not in RAW_STATES:
         detail = f"unrecognised Vast status {actual_status!r}"
+    if intended_status == "stopped" and actual_status == "exited":
+        # What a stopped instance reports: its container exited because it was told to.
+        return _S.STOPPED, None
     if intended_status == "stopped" and state in (_S.PENDING, _S.PROVISIONING, _S.RUNNING):
         return _S.STOPPING, "stop requested"
     if intended_status == "running" and actual_status == "stopped":
@@ -241,7 +248,8 @@ def decode_label(label: str | None) -> dict[str, str] | None:
         tags = dict(pairs)
     except ValueError:
         return None
-    return tags if TAG_LAUNCH_ID in tags else None
+    # Both keys: a label that merely looks like runctl's is someone else's instance.
+    return tags if TAG_LAUNCH_ID in tags and tags.get(TAG_MANAGED_BY) == "runctl" else None
 
 
 # --- wire models ----------------------------------------------------------------------------------
@@ -429,6 +437,8 @@ class VastProvider(RestProviderBase):
         "~/.vast_api_key",
     )
     api_key_hint: ClassVar[str] = "set VAST_API_KEY or run `vastai set api-key <KEY>`"
+    #: The account's own record: one cheap authenticated GET for ``runctl doctor --online``.
+    verify_path: ClassVar[str | None] = "/api/v0/users/current"
 
     def __init__(
         self,
@@ -442,6 +452,9 @@ class VastProvider(RestProviderBase):
     ) -> None:
         super().__init__(config, transport=transport, retry=retry, timeout=timeout, sleep=sleep)
         self._exits = ExitCodes(every=exit_check_interval)
+        #: The offer (ask) id each instance launched here was rented from: Vast's
+        #: instance record does not carry it, and ``get`` reports it as ``launch`` did.
+        self._instance_types: dict[str, str] = {}
         #: Launch ids of the instances seen, to tell this launch's markers in the logs.
         self._launch_ids: dict[str, str] = {}
 
@@ -605,6 +618,7 @@ class VastProvider(RestProviderBase):
             created_at=started,
             started_at=started if state is _S.RUNNING else None,
             price=price,
+            instance_type=self._instance_types.get(str(inst.id)),
             gpu=normalize_gpu(inst.gpu_name, provider=self.name) if inst.gpu_name else None,
             gpu_count=inst.num_gpus,
             region=inst.geolocation,
@@ -813,8 +827,11 @@ class VastProvider(RestProviderBase):
             found = await self._reconcile(spec.launch_id)
             if found is not None:
                 return found
+            what = "got no answer" if isinstance(e, ProviderConnectionError) else (
+                f"failed with HTTP {e.status}" if e.status else "failed"
+            )
             raise type(e)(
-                f"create instance from offer {ask_id} got no answer ({e.message}); no instance "
+                f"create instance from offer {ask_id} {what} ({e.message}); no instance "
                 f"with launch id {spec.launch_id} was found. Retrying the launch is safe: it "
                 "looks for that launch id first",
                 provider=self.name, status=e.status, request_id=e.request_id, body=e.body,
@@ -827,6 +844,7 @@ class VastProvider(RestProviderBase):
                 self.name, f"PUT /api/v0/asks/{ask_id}: no 'new_contract' in the answer"
             )
         new_id = str(data["new_contract"])
+        self._instance_types[new_id] = offer.instance_type
         if spec.ssh_public_key:
             try:
                 await self._api().post(

@@ -22,6 +22,7 @@ def test_all_is_pinned():
             "ProviderBase", "ProviderConfig", "ProviderConnectionError", "ProviderError", "ProviderInfo",
             "ProviderTimeoutError", "QuotaExceededError", "RateLimitedError", "Resource",
             "ResourceEndedError", "ResourceState", "RunctlError", "Secret", "ServerError", "Settings",
+            "SignalInterrupt", "interrupt_on_signals",
             "TerminationUnverifiedError", "UnsupportedOperationError", "ValidationError",
             "WaitTimeoutError", "__version__", "estimate", "from_json", "load_settings",
             "normalize_gpu", "providers", "to_json",

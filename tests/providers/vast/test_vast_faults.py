@@ -228,11 +228,15 @@ async def test_a_destroyed_instance_is_not_found(vast: FakeVast) -> None:
 @pytest.mark.anyio
 async def test_list_walks_every_page_and_only_returns_runctls_instances(vast: FakeVast) -> None:
     for i in range(30):
-        vast.add_instance(label=f"runctl:runctl-launch-id=l{i}&team={'a' if i % 2 else 'b'}")
+        vast.add_instance(
+            label=f"runctl:runctl-launch-id=l{i}&runctl-managed-by=runctl&team={'ab'[i % 2]}"
+        )
     vast.add_instance(label="someone else's")
+    # A label that only looks like runctl's (a launch id, no managed-by tag) is foreign.
+    vast.add_instance(label="runctl:runctl-launch-id=l99")
     provider = make(vast)
     assert len(await provider.list()) == 30
-    assert len(await provider.list(tags={"team": "a"})) == 15
+    assert len(await provider.list(tags={"team": "b"})) == 15
     assert len([r for r in vast.server.requests if r.path == "/api/v1/instances"]) == 4
 
 
