@@ -163,6 +163,11 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
         settings = Settings(home=runctl_home())  # the problem is already in the list
     problems += _setting_problems(settings, infos)
+    default = next((i for i in infos if i.name == settings.default_provider), None)
+    if default is not None and default.usable is False:
+        problems.append(
+            f"default_provider: {default.name!r} is not usable here: {default.reason}"
+        )
     home_problem = _home_problem(settings.home)
     if home_problem:
         problems.append(home_problem)

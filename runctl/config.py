@@ -134,7 +134,7 @@ def _read_toml(path: Path) -> dict[str, Any]:
         with path.open("rb") as f:
             data: dict[str, Any] = tomllib.load(f)
             return data
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # no file there (the home may not exist)
         return {}
     except (OSError, ValueError) as e:
         raise ConfigurationError(f"{path}: cannot read config file: {e}") from e
