@@ -81,13 +81,17 @@ def test_the_library_helper_turns_sigterm_into_a_keyboard_interrupt():
 
 def test_only_the_first_signal_interrupts_so_cleanup_is_not_cut_short():
     cleaned = []
-    with pytest.raises(runctl.SignalInterrupt):
+
+    def work_then_clean_up() -> None:
         with runctl.interrupt_on_signals([signal.SIGHUP]):
             try:
                 signal.raise_signal(signal.SIGHUP)
             finally:
                 signal.raise_signal(signal.SIGHUP)  # a second one, during the cleanup
                 cleaned.append(True)
+
+    with pytest.raises(runctl.SignalInterrupt):
+        work_then_clean_up()
     assert cleaned == [True]
 
 
