@@ -24,7 +24,11 @@ A config file looks like::
     api_key = "..."           # better: RUNPOD_API_KEY in the environment
     base_url = "https://api.runpod.io"
 
-Secrets are held in :class:`Secret`, whose repr and str never show the value.
+Secrets are held in :class:`Secret`, whose repr and str never show the value;
+the reprs of :class:`Settings` and :class:`ProviderConfig` mask credential-like
+keys (``api_key``, tokens, secrets, passwords) of the config file's tables.
+A top-level key runctl does not know is warned about when the file is read, and
+:func:`config_problems` (``runctl doctor``) lists every problem of the file.
 """
 
 from __future__ import annotations
