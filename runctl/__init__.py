@@ -32,6 +32,10 @@ if TYPE_CHECKING:
         from_json,
         to_json,
     )
+    from ._signals import (
+        SignalInterrupt,
+        interrupt_on_signals,
+    )
     from .client import (
         AsyncClient,
         Client,
@@ -146,6 +150,7 @@ __all__ = [
     "Secret",
     "ServerError",
     "Settings",
+    "SignalInterrupt",
     "TerminationUnverifiedError",
     "UnsupportedOperationError",
     "ValidationError",
@@ -153,6 +158,7 @@ __all__ = [
     "__version__",
     "estimate",
     "from_json",
+    "interrupt_on_signals",
     "list_providers",
     "load_settings",
     "normalize_gpu",
@@ -216,6 +222,8 @@ _LAZY: dict[str, str] = {
     "list_providers": "registry",
     "RENDEZVOUS_VARIABLES": "rendezvous",
     "rendezvous_env": "rendezvous",
+    "SignalInterrupt": "_signals",
+    "interrupt_on_signals": "_signals",
 }
 
 

@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from .cost import BillingRule, Money, Price
+from .errors import ConfigurationError
 from .gpus import gpu_for_instance_type, normalize_gpu
 from .models import Gpu, Offer
 
@@ -732,7 +733,14 @@ async def refresh(
             "billing": rule.source,
             "note": failed.get(name, "") if not is_live else "",
         }
-    path = _write(snapshot_path(settings), writer, meta, now)
+    target = snapshot_path(settings)
+    try:
+        path = _write(target, writer, meta, now)
+    except OSError as e:
+        raise ConfigurationError(
+            f"cannot write the price snapshot to {target}: {e.strerror or e}; make the "
+            "runctl home writable, or point RUNCTL_HOME at a writable directory"
+        ) from e
     return _load_file(str(path), path.stat().st_mtime_ns)
 
 

@@ -31,6 +31,7 @@ from collections.abc import (
 )
 from concurrent.futures import Future
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
+from datetime import timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, Union
 
@@ -111,6 +112,18 @@ def _targets(
     return frozenset(states)
 
 
+def _check_gpu(wanted: str, provider: str) -> None:
+    """Refuse a GPU name runctl cannot recognise, before anything is launched."""
+    from .gpus import known_gpus, normalize_gpu
+
+    if normalize_gpu(wanted, provider=provider).known:
+        return
+    models = sorted({gpu.model for gpu in known_gpus()})
+    raise ValidationError(
+        "gpu", f"{wanted!r} is not a GPU model runctl knows", allowed=", ".join(models)
+    )
+
+
 async def _maybe_await(value: Awaitable[None] | None) -> None:
     if inspect.isawaitable(value):
         await value
@@ -174,13 +187,39 @@ class AsyncClient:
         """The provider object ``name`` (default: the configured default), built on first use.
 
         Raises:
-            PluginError: no such provider, or it is broken.
+            ValidationError: no provider of that name is installed (the message says
+                when the offline snapshot prices it all the same).
+            PluginError: the provider is broken.
         """
         name = name or self.settings.default_provider
+        if name not in self._providers and name not in self._registry:
+            raise self._no_such_provider("provider", name)
         if name not in self._providers:
             self._providers[name] = self._registry.create(name, self.settings.provider_config(name))
             self._owned.add(name)
         return self._providers[name]
+
+    def _installed(self) -> list[str]:
+        return sorted(set(self._registry.names()) | set(self._providers))
+
+    def _snapshot_providers(self) -> set[str]:
+        from . import catalog
+
+        try:
+            return set(catalog.load_snapshot(self.settings, warn=False).provenance)
+        except RunctlError:  # an unreadable snapshot must not hide the real error
+            return set()
+
+    def _no_such_provider(self, field: str, name: str) -> ValidationError:
+        installed = ", ".join(self._installed()) or "none"
+        if name in self._snapshot_providers():
+            problem = (
+                f"{name!r} is priced in the offline snapshot but not launchable: "
+                f"no provider named {name!r} is installed"
+            )
+        else:
+            problem = f"no provider named {name!r} is installed"
+        return ValidationError(field, problem, allowed=installed)
 
     def _usable_provider_names(self, wanted: Sequence[str]) -> tuple[list[str], dict[str, str]]:
         names = (
@@ -204,6 +243,35 @@ class AsyncClient:
             else:
                 usable.append(name)
         return usable, skipped
+
+    async def verify(self, provider: str | None = None, *, timeout: float | None = None) -> str:
+        """Prove a provider's credentials work with one cheap authenticated call.
+
+        Args:
+            provider: the provider (default: the configured default).
+            timeout: seconds to wait (default: ``settings.offer_timeout``).
+
+        Returns:
+            What was checked, e.g. ``"GET /v2/account/ssh-keys answered"``.
+
+        Raises:
+            UnsupportedOperationError: the provider offers no such check (its
+                optional ``verify`` hook); its credentials cannot be checked this way.
+            AuthenticationError: the credentials were refused.
+            ProviderTimeoutError: no answer within ``timeout``.
+        """
+        impl = self.provider(provider)
+        hook = getattr(impl, "verify", None)
+        if not callable(hook):
+            raise UnsupportedOperationError(impl.name, "verify", "no cheap authenticated call")
+        limit = timeout if timeout is not None else self.settings.offer_timeout
+        try:
+            with anyio.fail_after(limit):
+                return str(await hook())
+        except TimeoutError:
+            raise ProviderTimeoutError(
+                f"no answer within {limit:g} s", provider=impl.name
+            ) from None
 
     # --- offers ---------------------------------------------------------------------------------
 
@@ -244,6 +312,24 @@ class AsyncClient:
                 allowed="query=OfferQuery(...) or gpu=..., count=...",
             )
         wanted = tuple(providers or query.providers)
+        if timeout is not None and (
+            isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0
+        ):
+            raise ValidationError(
+                "timeout", f"{timeout!r} is invalid", allowed="seconds > 0, or None"
+            )
+        if wanted:
+            # A misspelt name would silently give an empty table.
+            known = set(self._installed())
+            unknown = [n for n in wanted if n not in known]
+            priced = self._snapshot_providers() if unknown else set()
+            for name in unknown:
+                if name not in priced:
+                    raise ValidationError(
+                        "providers",
+                        f"no provider named {name!r} is installed or priced in the snapshot",
+                        allowed=", ".join(sorted(known | priced)),
+                    )
         limit = timeout if timeout is not None else self.settings.offer_timeout
         live_results: dict[str, Sequence[Any]] = {}
         failures: dict[str, BaseException] = {}
@@ -309,6 +395,8 @@ class AsyncClient:
         name = spec.provider or (spec.offer.provider if spec.offer else None)
         name = name or self.settings.default_provider
         provider = self.provider(name)
+        if spec.gpu is not None and spec.offer is None:
+            _check_gpu(spec.gpu, name)
         from .lifecycle import Budget, apply_default_ttl, launch_safely
 
         if spec.nodes > 1 and not provider.capabilities.multi_node:
@@ -434,9 +522,16 @@ class AsyncClient:
         current = await self.get(resource, provider=provider)
         if current.state is wanted:
             return current
-        if not current.state.can_become(wanted):
-            raise InvalidTransitionError(current.id, current.state, wanted)
         impl = self.provider(current.provider)
+        # The provider's documented actions win over what runctl's state implies
+        # (RunPod starts a pod in ERROR, which runctl reports FAILED).
+        hook = getattr(impl, "allowed_actions", None)
+        allowed = hook(current) if callable(hook) else None
+        if allowed is not None:
+            if op not in allowed:
+                raise InvalidTransitionError(current.id, current.state, wanted)
+        elif not current.state.can_become(wanted):
+            raise InvalidTransitionError(current.id, current.state, wanted)
         if op in ("stop", "start") and not impl.capabilities.stop_start:
             raise UnsupportedOperationError(current.provider, op, "see its capabilities")
         result: Resource = await getattr(impl, op)(current.id)
@@ -570,14 +665,30 @@ class AsyncClient:
                 "give a timeout in seconds to tear the machine down then",
                 allowed="seconds > 0; or launch() and terminate() yourself",
             )
+        if spec.ttl is None and timeout is not None:
+            # The run ends by its timeout anyway; a TTL just past it is recorded in the
+            # ledger and on the resource, so `runctl cleanup` can act if this process dies.
+            spec = attrs.evolve(
+                spec, ttl=timedelta(seconds=(start_timeout or 0) + timeout + _RUN_TTL_SLACK)
+            )
         launch = self.launch(spec)
         timed_out = False
+        logs_error: str | None = None
+
+        async def relay(res: Resource, *, follow: bool, limit: float | None) -> str | None:
+            try:
+                async for line in self.logs(res, follow=follow, timeout=limit):
+                    await _maybe_await(on_log(line))  # type: ignore[misc]
+            except RunctlError as e:
+                # The outcome and the cost matter more than the output: never lose them.
+                return str(e)
+            return None
+
         async with launch as res:
             await self.wait(res, until="running", timeout=start_timeout, progress=progress)
             deadline = None if timeout is None else anyio.current_time() + timeout
             if caps.follow_logs and on_log is not None:
-                async for line in self.logs(res, follow=True, timeout=timeout):
-                    await _maybe_await(on_log(line))
+                logs_error = await relay(res, follow=True, limit=timeout)
             left = None if deadline is None else max(0.0, deadline - anyio.current_time())
             try:
                 done = await self.wait(res, until="finished", timeout=left, progress=progress)
@@ -585,8 +696,7 @@ class AsyncClient:
                 done, timed_out = e.resource, True
             if caps.logs and not caps.follow_logs and on_log is not None:
                 # Logs that cannot be followed are read once, before the machine goes.
-                async for line in self.logs(res):
-                    await _maybe_await(on_log(line))
+                logs_error = await relay(res, follow=False, limit=None)
         final = launch.resource or done  # as observed after teardown
         return RunResult(
             resource=final,
@@ -594,6 +704,7 @@ class AsyncClient:
             exit_code=done.exit_code,
             timed_out=timed_out,
             cost=await self.cost(final),
+            logs_error=logs_error,
         )
 
     async def wait(
@@ -742,6 +853,10 @@ class ResourceList(list[Resource]):
     def __repr__(self) -> str:
         failed = f", errors={sorted(self.errors)}" if self.errors else ""
         return f"ResourceList({list.__repr__(self)}{failed})"
+
+
+#: Seconds the TTL of a run with a timeout outlasts it, so only a dead process lets it fire.
+_RUN_TTL_SLACK = 600
 
 
 def _check_timeout(field: str, value: object) -> None:
@@ -942,6 +1057,10 @@ class Client:
     def provider(self, name: str | None = None) -> Provider:
         """The provider object (async; for advanced use)."""
         return self._async.provider(name)
+
+    def verify(self, provider: str | None = None, *, timeout: float | None = None) -> str:
+        """See :meth:`AsyncClient.verify`."""
+        return self._call(self._async.verify, provider, timeout=timeout)
 
     def offers(
         self,

@@ -24,14 +24,21 @@ A config file looks like::
     api_key = "..."           # better: RUNPOD_API_KEY in the environment
     base_url = "https://api.runpod.io"
 
-Secrets are held in :class:`Secret`, whose repr and str never show the value.
+Secrets are held in :class:`Secret`, whose repr and str never show the value;
+the reprs of :class:`Settings` and :class:`ProviderConfig` mask credential-like
+keys (``api_key``, tokens, secrets, passwords) of the config file's tables.
+A top-level key runctl does not know is warned about when the file is read, and
+:func:`config_problems` (``runctl doctor``) lists every problem of the file.
 """
 
 from __future__ import annotations
 
+import difflib
+import logging
 import os
+import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +46,41 @@ import attrs
 
 from .errors import ConfigurationError
 
-__all__ = ["ProviderConfig", "Secret", "Settings", "load_settings", "runctl_home"]
+__all__ = [
+    "ProviderConfig",
+    "Secret",
+    "Settings",
+    "config_problems",
+    "load_settings",
+    "runctl_home",
+]
+
+logger = logging.getLogger("runctl.config")
+
+#: Setting names whose values are credentials: masked in every repr.
+_SECRET_KEY = re.compile(r"key|token|secret|password|passwd|credential", re.IGNORECASE)
+#: ... unless the name says the value only names or locates one (``ssh_key_name``).
+_NOT_SECRET = re.compile(r"_(name|names|id|file|path|url)$", re.IGNORECASE)
+
+
+def _masked(table: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        key: "***"
+        if isinstance(key, str) and _SECRET_KEY.search(key) and not _NOT_SECRET.search(key)
+        else value
+        for key, value in table.items()
+    }
+
+
+def _repr_table(table: Mapping[str, Any]) -> str:
+    return repr(_masked(table))
+
+
+def _repr_tables(tables: Mapping[str, Mapping[str, Any]]) -> str:
+    return repr({
+        name: _masked(table) if isinstance(table, Mapping) else table
+        for name, table in tables.items()
+    })
 
 
 class Secret:
@@ -97,7 +138,7 @@ def _read_toml(path: Path) -> dict[str, Any]:
         with path.open("rb") as f:
             data: dict[str, Any] = tomllib.load(f)
             return data
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # no file there (the home may not exist)
         return {}
     except (OSError, ValueError) as e:
         raise ConfigurationError(f"{path}: cannot read config file: {e}") from e
@@ -124,13 +165,14 @@ class ProviderConfig:
     Attributes:
         name: the provider's name.
         home: the runctl home; providers keep their state under ``home / name``.
-        settings: the ``[providers.<name>]`` table of the config file.
+        settings: the ``[providers.<name>]`` table of the config file (credentials
+            in it, such as ``api_key``, are masked in the repr).
         environ: the environment (a snapshot, so tests can pass their own).
     """
 
     name: str
     home: Path
-    settings: Mapping[str, Any] = attrs.field(factory=dict)
+    settings: Mapping[str, Any] = attrs.field(factory=dict, repr=_repr_table)
     environ: Mapping[str, str] = attrs.field(factory=lambda: dict(os.environ), repr=False)
 
     @property
@@ -191,7 +233,7 @@ class Settings:
             checked before each launch (``None``: no limit).
         max_total_spend: the most all launches in the ledger may cost, in USD, the new
             one counted for its whole TTL (``None``: no limit).
-        providers: per-provider tables from the config file.
+        providers: per-provider tables from the config file (credentials masked in the repr).
         environ: the environment the settings were read from.
     """
 
@@ -202,7 +244,7 @@ class Settings:
     default_ttl_hours: float | None = None
     max_hourly_spend: float | None = None
     max_total_spend: float | None = None
-    providers: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict)
+    providers: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict, repr=_repr_tables)
     environ: Mapping[str, str] = attrs.field(factory=lambda: dict(os.environ), repr=False)
 
     def provider_config(self, name: str) -> ProviderConfig:
@@ -219,13 +261,21 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """
     env = dict(os.environ if environ is None else environ)
     home = runctl_home(env)
-    data = _read_toml(home / "config.toml")
+    return _settings_from(env, home, _read_toml(home / "config.toml"), warn=True)
+
+
+def _settings_from(
+    env: Mapping[str, str], home: Path, data: Mapping[str, Any], *, warn: bool
+) -> Settings:
     providers = data.get("providers", {})
     if not isinstance(providers, dict):
         raise ConfigurationError("config providers: must be a table of [providers.<name>] tables")
 
     def pick(key: str, default: Any) -> Any:
         return env.get(f"RUNCTL_{key.upper()}") or data.get(key, default)
+
+    for problem in _unknown_keys(data) if warn else ():
+        logger.warning("%s: %s", home / "config.toml", problem)
 
     ttl = pick("default_ttl_hours", None)
     return Settings(
@@ -241,3 +291,60 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         providers=providers,
         environ=env,
     )
+
+
+def _known_keys() -> list[str]:
+    # Every Settings field is a top-level key of the file, except what is not read from it.
+    return sorted({f.name for f in attrs.fields(Settings)} - {"home", "environ"})
+
+
+def _unknown_keys(data: Mapping[str, Any]) -> list[str]:
+    known = _known_keys()
+    problems = []
+    for key in data:
+        if key in known:
+            continue
+        close = difflib.get_close_matches(str(key), known, n=1)
+        hint = f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(known)}"
+        problems.append(f"unknown key {key!r} ignored ({hint})")
+    return problems
+
+
+def config_problems(
+    environ: Mapping[str, str] | None = None, *, providers: Sequence[str] | None = None
+) -> list[str]:
+    """What is wrong in the config file, each as a sentence naming the key (empty: nothing).
+
+    Checks: the file reads and every value is valid (as :func:`load_settings` does),
+    every top-level key is one runctl knows (with the nearest known key for a typo),
+    every ``[providers.<name>]`` is a table, and, when ``providers`` (the installed
+    provider names) is given, that ``default_provider`` and each provider table name
+    one of them. A provider's own keys are checked by the provider (``runctl doctor``).
+
+    Args:
+        environ: the environment (default: ``os.environ``).
+        providers: the names of the installed providers.
+    """
+    env = dict(os.environ if environ is None else environ)
+    path = runctl_home(env) / "config.toml"
+    try:
+        data = _read_toml(path)
+        settings = _settings_from(env, path.parent, data, warn=False)
+    except ConfigurationError as e:
+        return [str(e)]
+    problems = [f"{path}: {problem}" for problem in _unknown_keys(data)]
+    tables = data.get("providers", {})
+    for name, table in tables.items():
+        if not isinstance(table, Mapping):
+            problems.append(f"{path}: providers.{name}: must be a table ([providers.{name}])")
+        elif providers is not None and name not in providers:
+            problems.append(
+                f"{path}: [providers.{name}]: no provider named {name!r} is installed "
+                f"(installed: {', '.join(sorted(providers))})"
+            )
+    if providers is not None and settings.default_provider not in providers:
+        problems.append(
+            f"default_provider: {settings.default_provider!r} is not an installed provider "
+            f"(allowed: {', '.join(sorted(providers))})"
+        )
+    return problems

@@ -35,6 +35,7 @@ __all__ = [
     "Money",
     "Price",
     "PriceSource",
+    "StorageNotPricedWarning",
     "billed_duration",
     "cost",
     "estimate",
@@ -362,24 +363,76 @@ def billed_duration(
     return increment * steps
 
 
-def estimate(offer: Offer | Price, duration: timedelta, *, disk_gb: int = 0) -> Money:
+class StorageNotPricedWarning(UserWarning):
+    """:func:`estimate` was given ``disk_gb`` for a price that has no storage rate."""
+
+
+def _duration(value: object) -> timedelta:
+    if isinstance(value, timedelta):
+        if value < timedelta(0):
+            raise ValidationError(
+                "duration", f"{value!r} is negative", allowed="a timedelta >= 0, or seconds >= 0"
+            )
+        return value
+    # Seconds, as LaunchSpec.ttl takes them.
+    if (
+        isinstance(value, (int, float, Decimal))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value >= 0
+    ):
+        return timedelta(seconds=float(value))
+    raise ValidationError(
+        "duration",
+        f"{value!r} is not a duration",
+        allowed="a timedelta such as timedelta(hours=3), or a number of seconds such as 10800",
+    )
+
+
+def estimate(offer: Offer | Price, duration: timedelta | float, *, disk_gb: int = 0) -> Money:
     """What running ``offer`` for ``duration`` will cost, billing rules applied.
 
     Args:
         offer: an offer, or a bare price.
-        duration: planned running time.
-        disk_gb: disk to attach; charged at ``storage_per_gb_month`` when the price has it.
+        duration: planned running time: a ``timedelta``, or a number of seconds.
+        disk_gb: disk to attach; charged at ``storage_per_gb_month`` when the price has
+            it. When it has none, the estimate covers compute only and a
+            :class:`StorageNotPricedWarning` says so.
 
     Returns:
         The exact amount, in the price's currency.
+
+    Raises:
+        ValidationError: ``offer`` is not an offer or price, ``duration`` is not a
+            duration, or ``disk_gb`` is not an int >= 0.
     """
-    price = offer if isinstance(offer, Price) else offer.price
-    if disk_gb < 0:
-        raise ValidationError("disk_gb", f"{disk_gb!r} is negative", allowed="an int >= 0")
-    total = price.compute_cost(duration)
+    from .models import Offer
+
+    if isinstance(offer, Price):
+        price = offer
+    elif isinstance(offer, Offer):
+        price = offer.price
+    else:
+        raise ValidationError(
+            "offer", f"{type(offer).__name__} is not an offer",
+            allowed="an Offer (from offers()) or a Price",
+        )
+    elapsed = _duration(duration)
+    if isinstance(disk_gb, bool) or not isinstance(disk_gb, int) or disk_gb < 0:
+        raise ValidationError("disk_gb", f"{disk_gb!r} is invalid", allowed="an int >= 0")
+    total = price.compute_cost(elapsed)
+    if disk_gb and price.storage_per_gb_month is None:
+        import warnings
+
+        warnings.warn(
+            f"estimate: disk_gb={disk_gb} is not in the estimate: this price has no storage "
+            "rate (storage_per_gb_month), so it covers compute only",
+            StorageNotPricedWarning,
+            stacklevel=2,
+        )
     if disk_gb and price.storage_per_gb_month is not None:
         # Storage is billed for the same duration as the instance it is attached to.
-        seconds = _seconds(price.billed_duration(duration))
+        seconds = _seconds(price.billed_duration(elapsed))
         total = total + price.storage_per_gb_month * disk_gb * seconds / (_HOUR * HOURS_PER_MONTH)
     return total
 

@@ -35,6 +35,7 @@ import attrs
 
 from .cost import Money, Price, cost
 from .errors import (
+    AuthenticationError,
     BudgetExceededError,
     ConfigurationError,
     CurrencyMismatchError,
@@ -79,8 +80,12 @@ logger = logging.getLogger("runctl.lifecycle")
 _ENDED = TERMINAL_STATES | {ResourceState.TERMINATING}
 #: States in which a listed resource needs no cleanup.
 _GONE = frozenset({ResourceState.TERMINATING, ResourceState.TERMINATED})
-#: Errors raised before anything is sent to the provider: a launch failing so created nothing.
-_NOTHING_SENT = (ConfigurationError, ValidationError, UnsupportedOperationError)
+#: Errors raised before anything is sent to the provider, or a refusal of the credentials
+#: (nothing is carried out for a request whose key is refused): a launch failing so
+#: created nothing.
+_NOTHING_SENT = (
+    ConfigurationError, ValidationError, UnsupportedOperationError, AuthenticationError
+)
 _MANAGED = {TAG_MANAGED_BY: "runctl"}
 
 
@@ -103,6 +108,16 @@ def _show(amount: Money) -> str:
 
 def _describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"
+
+
+def _ended_for_good(resource: Resource) -> bool:
+    """The resource ended and holds nothing: terminal, and the provider says when it ended.
+
+    A workload whose command ended on a machine that still exists (and bills, as
+    RunPod's and Vast's do until terminated) is SUCCEEDED or FAILED without an
+    ``ended_at``; one whose provider released everything (``local``) has it.
+    """
+    return resource.is_terminal and resource.ended_at is not None
 
 
 # --- guards -------------------------------------------------------------------------------------
@@ -559,7 +574,8 @@ class ReconcileReport:
 
     Attributes:
         adopted: launches that were created but never confirmed, now confirmed.
-        closed: records whose resources are gone (or were never created), now closed.
+        closed: records whose resources are gone, were never created, or ended on
+            their own and hold nothing (with their final cost), now closed.
         unknown: resources runctl launched that the ledger did not know, now recorded.
         orphans: live resources whose launch the ledger holds as closed, or as
             another resource (a duplicate); :func:`cleanup` terminates them.
@@ -592,8 +608,10 @@ async def reconcile(
     For every provider, the resources carrying runctl's managed-by tag are
     listed, then: a pending launch whose launch id is found is adopted (confirmed);
     one with nothing found and older than ``pending_grace`` is closed as never
-    created; an open record whose resource is gone is closed; a resource the
-    ledger does not know is recorded. A provider that cannot be asked changes
+    created; an open record whose resource is gone, or ended on its own and holds
+    nothing any more (terminal, with an ``ended_at``), is closed with its final
+    cost; a resource the ledger does not know is recorded. Running it twice
+    changes nothing the second time. A provider that cannot be asked changes
     nothing in its records and is reported in ``errors``.
 
     Args:
@@ -645,6 +663,8 @@ async def reconcile(
             seen = by_id.get(record.resource_id)
             if seen is not None:
                 ledger.confirm(record.launch_id, seen)
+                if _ended_for_good(seen):
+                    closed.append(_close_ended(ledger, record.launch_id, seen))
                 continue
             # Not listed: ask for it directly before believing it gone (lists can lag).
             try:
@@ -661,6 +681,8 @@ async def reconcile(
                                            ended_at=current.ended_at, note="reconcile: gone"))
             else:
                 ledger.confirm(record.launch_id, current)
+                if _ended_for_good(current):
+                    closed.append(_close_ended(ledger, record.launch_id, current))
         for r in listed:
             if r.id in claimed:
                 continue
@@ -669,7 +691,12 @@ async def reconcile(
                 ledger.get(launch_id) if launch_id else None
             )
             if known is None:
-                unknown.append(ledger.adopt(r, note="adopted by reconcile: not in the ledger"))
+                record = ledger.adopt(r, note="adopted by reconcile: not in the ledger")
+                if _ended_for_good(r):
+                    record = _close_ended(ledger, record.launch_id, r)
+                unknown.append(record)
+            elif known.is_closed and known.resource_id == r.id and _ended_for_good(r):
+                continue  # ended, holds nothing, and its record is closed: nothing to do
             else:
                 orphans.append(r)
     return ReconcileReport(
@@ -679,6 +706,18 @@ async def reconcile(
         orphans=tuple(orphans),
         pending=tuple(pending),
         errors=errors,
+    )
+
+
+def _close_ended(ledger: Ledger, launch_id: str, resource: Resource) -> LaunchRecord:
+    """Close the record of a resource that ended on its own, with its final cost."""
+    final = cost(resource, now=resource.ended_at)
+    return ledger.close(
+        launch_id,
+        state=resource.state,
+        ended_at=resource.ended_at,
+        final_cost=final,
+        note=f"reconcile: ended on its own ({resource.state.value})",
     )
 
 
@@ -778,7 +817,8 @@ async def cleanup(
             errors[name] = _describe_failure(e)
             continue
         for resource in listed:
-            if resource.state in _GONE:
+            if resource.state in _GONE or _ended_for_good(resource):
+                # Nothing left to terminate; reconcile() closes its record if still open.
                 continue
             launch_id = _launch_id_of(resource)
             record = ledger.find_resource(name, resource.id)

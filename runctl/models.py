@@ -176,6 +176,34 @@ def _to_optional_decimal(value: object) -> Decimal | None:
     return _to_decimal(value)
 
 
+def _price_limit(field: str, value: object) -> Decimal | None:
+    """The price limit ``field`` as a Decimal; its errors name that field, not ``amount``."""
+    try:
+        return _to_optional_decimal(value)
+    except ValidationError as e:
+        raise ValidationError(
+            field, e.problem, allowed="a number such as 3.50 (no currency sign), or None"
+        ) from None
+
+
+def _to_max_per_hour(value: object) -> Decimal | None:
+    return _price_limit("max_per_hour", value)
+
+
+def _to_max_per_gpu_hour(value: object) -> Decimal | None:
+    return _price_limit("max_per_gpu_hour", value)
+
+
+def _to_sort_key(value: object) -> object:
+    # The CLI spells views with '-', Python with '_': both mean the same view.
+    return value.replace("-", "_") if isinstance(value, str) else value
+
+
+def _hide_values(env: Mapping[str, str]) -> str:
+    # Environment values are often tokens: a repr shows which variables are set, not their values.
+    return repr({key: "***" for key in env})
+
+
 def _to_timedelta(value: object) -> timedelta | None:
     if value is None or isinstance(value, timedelta):
         return value
@@ -370,7 +398,8 @@ class OfferQuery:
         regions: only these regions (prefix match, e.g. ``"us-"``).
         providers: only these providers.
         currency: currency of the price limits.
-        sort: price view to sort by, cheapest first.
+        sort: price view to sort by, cheapest first (``"per_gpu_hour"``; the CLI's
+            ``"per-gpu-hour"`` is accepted too).
         limit: keep only the first ``limit`` offers.
     """
 
@@ -379,13 +408,17 @@ class OfferQuery:
     min_gpu_memory_gb: float | None = None
     min_vcpus: int | None = None
     min_memory_gb: float | None = None
-    max_per_hour: Decimal | None = attrs.field(default=None, converter=_to_optional_decimal)
-    max_per_gpu_hour: Decimal | None = attrs.field(default=None, converter=_to_optional_decimal)
+    max_per_hour: Decimal | None = attrs.field(
+        default=None, converter=_to_max_per_hour
+    )
+    max_per_gpu_hour: Decimal | None = attrs.field(
+        default=None, converter=_to_max_per_gpu_hour
+    )
     spot: bool | None = None
     regions: tuple[str, ...] = attrs.field(default=(), converter=_to_tuple)
     providers: tuple[str, ...] = attrs.field(default=(), converter=_to_tuple)
     currency: str = "USD"
-    sort: str = "per_hour"
+    sort: str = attrs.field(default="per_hour", converter=_to_sort_key)
     limit: int | None = None
 
     def __attrs_post_init__(self) -> None:
@@ -433,7 +466,7 @@ class LaunchSpec:
         command: the command to run, as an argument list (or a shell string).
         provider: provider name; ``None`` means the configured default (``local``).
         name: a human name for the resource (lowercase letters, digits, ``-``).
-        env: environment variables for the command.
+        env: environment variables for the command (the repr shows their names only).
         image: container image, for providers that run containers.
         gpu: GPU model wanted, e.g. ``"H100"`` (ignored when ``offer`` is given).
         gpu_count: GPUs wanted on each node.
@@ -458,7 +491,7 @@ class LaunchSpec:
     command: tuple[str, ...] = attrs.field(converter=_to_tuple)
     provider: str | None = None
     name: str | None = None
-    env: dict[str, str] = attrs.field(factory=dict, converter=_to_str_dict)
+    env: dict[str, str] = attrs.field(factory=dict, converter=_to_str_dict, repr=_hide_values)
     image: str | None = None
     gpu: str | None = None
     gpu_count: int = 0
@@ -479,6 +512,13 @@ class LaunchSpec:
         if not self.command or not all(isinstance(a, str) for a in self.command):
             _fail(
                 "command", self.command, "a non-empty list of strings, e.g. ['python', 'train.py']"
+            )
+        if not self.command[0].strip():
+            _fail(
+                "command",
+                self.command,
+                "a non-empty list of strings, e.g. ['python', 'train.py']",
+                problem="the program to run is empty",
             )
         if self.provider is not None and (
             not isinstance(self.provider, str) or not _SLUG.match(self.provider)
@@ -586,7 +626,9 @@ class Resource:
         launch_id: the launch id it was created with.
         created_at: when the provider created it.
         started_at: when it started running (billing start, where the provider says).
-        ended_at: when it ended (terminal states only).
+        ended_at: when it ended (terminal states only); set once the resource holds (and
+            bills) nothing any more, so a command that ended on a machine that still
+            exists leaves it unset.
         exit_code: the workload's exit code, where known.
         price: the price it was launched at.
         instance_type: the provider's machine type.
@@ -645,6 +687,8 @@ class RunResult:
         exit_code: the command's exit code, where the provider reports it.
         timed_out: the run was ended by its ``timeout``, not by the command.
         cost: what it cost, at the price it was launched at (``None``: price unknown).
+        logs_error: why reading the output failed, if it did (the run went on to its
+            end and teardown all the same).
     """
 
     resource: Resource
@@ -652,6 +696,7 @@ class RunResult:
     exit_code: int | None = None
     timed_out: bool = False
     cost: Money | None = None
+    logs_error: str | None = None
 
     @property
     def ok(self) -> bool:

@@ -12,6 +12,20 @@ the first time the provider is used, and ``MyCloudProvider.check(config)`` (if t
 class has it) to tell the user whether it is usable on this machine.
 Everything is async; the sync :class:`runctl.Client` is built on top.
 
+Optional hooks, looked up with ``getattr`` (a provider without them still conforms):
+
+- ``async def verify(self) -> str``: one cheap authenticated call proving the
+  credentials work (``runctl doctor --online``, :meth:`runctl.AsyncClient.verify`);
+  returns what was checked, raises ``AuthenticationError`` for a refused key.
+  Without it the credentials are reported "not checked".
+- ``setting_keys`` (a class attribute, a tuple of names): the keys the provider
+  reads from its ``[providers.<name>]`` table; ``runctl doctor`` reports any other
+  key there as a probable typo.
+- ``def allowed_actions(self, resource) -> frozenset[str] | None``: the actions
+  (``"stop"``, ``"start"``) the provider documents for the resource in its current
+  raw state, where they differ from what runctl's state implies (RunPod starts a
+  pod in ``ERROR``); ``None`` leaves the decision to runctl's transition table.
+
 :class:`ProviderBase` is an optional helper (plugin authors import it from
 :mod:`runctl.kit`). It supplies the capability-gated methods (``stop``, ``start``,
 ``logs``) that raise :class:`~runctl.errors.UnsupportedOperationError`, and the
@@ -297,10 +311,13 @@ class ProviderBase:
             raise self._unrecovered(spec.launch_id, error) from error
 
     def _unrecovered(self, launch_id: str, error: ProviderError) -> ProviderError:
+        if isinstance(error, ProviderConnectionError):
+            what = "got no answer"
+        else:
+            what = f"failed with HTTP {error.status}" if error.status else "failed"
         message = (
-            f"{error.message}; the create for launch {launch_id} may have been carried out, "
-            f"but no {self.resource_noun} with launch id {launch_id} was found. Retrying the "
-            "launch is safe: "
+            f"{error.message}; the create for launch {launch_id} {what} and may have been "
+            f"carried out, but no {self.resource_noun} with launch id {launch_id} was found; "
             "launching again with the same launch id is safe (it looks for that launch id "
             "first, so it never creates a second one)"
         )
@@ -465,6 +482,11 @@ class RestProviderBase(ProviderBase):
     #: Fields of the provider's wire objects whose values are the user's secrets (env
     #: values, tokens, scripts): :meth:`fields` never shows them in an error.
     secret_fields: ClassVar[tuple[str, ...]] = ()
+    #: A cheap authenticated GET (relative to the API root) that :meth:`verify` makes;
+    #: ``None``: the provider offers no such check.
+    verify_path: ClassVar[str | None] = None
+    #: Keys read from the provider's config table (``runctl doctor`` flags others).
+    setting_keys: ClassVar[tuple[str, ...]] = ("api_key", "base_url")
 
     def __init__(
         self,
@@ -582,6 +604,23 @@ class RestProviderBase(ProviderBase):
         from ._wire import Fields
 
         return Fields(data, what, provider=self.name, secret=self.secret_fields)
+
+    async def verify(self) -> str:
+        """Prove the API key works with one cheap authenticated GET of ``verify_path``.
+
+        Returns:
+            What was checked, e.g. ``"GET /v2/account/ssh-keys answered"``.
+
+        Raises:
+            UnsupportedOperationError: the provider declares no ``verify_path``.
+            MissingCredentialsError: no API key anywhere runctl looks.
+            AuthenticationError: the key was refused.
+            ProviderError: the call failed otherwise.
+        """
+        if self.verify_path is None:
+            raise UnsupportedOperationError(self.name, "verify", "no cheap authenticated call")
+        await self._api().get(self.verify_path)
+        return f"GET {self.verify_path} answered"
 
     async def sleep(self, seconds: float) -> None:
         """Wait (through the ``sleep`` seam in tests)."""

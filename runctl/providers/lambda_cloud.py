@@ -39,8 +39,11 @@ How runctl maps things
     - The machine image is Lambda's default unless ``options["image_family"]`` or
       ``options["image_id"]`` is given.
     - SSH: Lambda requires exactly one registered key name. runctl uses
-      ``options["ssh_key_name"]``; otherwise it looks for ``spec.ssh_public_key``
-      among the account's keys and registers it (as ``runctl-<fingerprint>``) if absent.
+      ``options["ssh_key_name"]`` (CLI ``--ssh-key NAME``); otherwise it looks for
+      ``spec.ssh_public_key`` (CLI ``--ssh-public-key FILE``) among the account's keys
+      and registers it (as ``runctl-<fingerprint>``) if absent; otherwise the
+      ``ssh_key_name`` setting (``[providers.lambda]`` in config.toml, or
+      ``RUNCTL_LAMBDA_SSH_KEY_NAME``).
     - Tags: runctl's tags become Lambda tags. Lambda tag keys must match
       ``^[a-z][a-z0-9-:]+$`` (at most 55 characters) and values are at most 128
       characters; other user tags are refused with a ``ValidationError``.
@@ -351,6 +354,9 @@ class LambdaCloudProvider(RestProviderBase):
     default_base_url: ClassVar[str] = "https://cloud.lambda.ai/api/v1"
     api_key_env: ClassVar[tuple[str, ...]] = ("LAMBDA_API_KEY",)
     api_key_hint: ClassVar[str] = "Create a key at https://cloud.lambda.ai/api-keys"
+    #: The account's SSH keys: one cheap authenticated GET for ``runctl doctor --online``.
+    verify_path: ClassVar[str | None] = "/ssh-keys"
+    setting_keys: ClassVar[tuple[str, ...]] = ("api_key", "base_url", "ssh_key_name")
 
     @property
     def capabilities(self) -> Capabilities:
@@ -509,10 +515,15 @@ class LambdaCloudProvider(RestProviderBase):
         if named:
             return named
         if not spec.ssh_public_key:
+            configured = self.config.setting("ssh_key_name")
+            if configured:
+                return configured
             raise ValidationError(
                 "ssh_public_key",
                 "Lambda launches no instance without an SSH key",
-                allowed="options['ssh_key_name'] (a key known to Lambda) or spec.ssh_public_key",
+                allowed="options['ssh_key_name'] (a key known to Lambda; CLI --ssh-key NAME), "
+                "spec.ssh_public_key (CLI --ssh-public-key FILE), or ssh_key_name in "
+                "[providers.lambda] of config.toml (RUNCTL_LAMBDA_SSH_KEY_NAME)",
             )
         wanted = spec.ssh_public_key.split()
         if len(wanted) < 2:

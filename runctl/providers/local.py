@@ -74,6 +74,7 @@ from ..config import ProviderConfig
 from ..cost import Money, Price
 from ..errors import (
     CapacityError,
+    ConfigurationError,
     MalformedResponseError,
     NotFoundError,
     UnsupportedOperationError,
@@ -174,21 +175,40 @@ def _exit_code(returncode: int) -> int:
     return 128 - returncode if returncode < 0 else returncode
 
 
+def _grace_seconds(config: ProviderConfig) -> float:
+    raw = config.setting("grace_seconds", default="10") or "10"
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not (value >= 0 and value != float("inf")):
+        raise ConfigurationError(
+            f"[providers.local] grace_seconds: {raw!r} is invalid (allowed: seconds >= 0)"
+        )
+    return value
+
+
 class LocalProvider(ProviderBase):
     """Runs commands as subprocesses of this machine. See the module docstring."""
 
     name: ClassVar[str] = NAME
+    #: Keys read from ``[providers.local]`` (``runctl doctor`` flags others).
+    setting_keys: ClassVar[tuple[str, ...]] = ("grace_seconds",)
 
     def __init__(self, config: ProviderConfig) -> None:
         super().__init__(config)
         self.root = config.state_dir
-        self.grace_seconds = float(config.setting("grace_seconds", default="10") or 10)
+        self.grace_seconds = _grace_seconds(config)
 
     @classmethod
     def check(cls, config: ProviderConfig) -> Availability:
-        """Always usable: no credentials."""
+        """Usable on POSIX with valid settings: no credentials."""
         if os.name != "posix":  # pragma: no cover - Windows is not supported yet
             return Availability(usable=False, reason="needs a POSIX system (Linux, macOS)")
+        try:
+            _grace_seconds(config)
+        except ConfigurationError as e:
+            return Availability(usable=False, reason=str(e))
         return Availability(usable=True, reason="no credentials needed")
 
     @property

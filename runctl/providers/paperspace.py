@@ -366,6 +366,7 @@ class PaperspaceProvider(RestProviderBase):
         "~/.paperspace/credentials.toml (pspace login)",
     )
     api_key_hint: ClassVar[str] = "set PAPERSPACE_API_KEY or run `pspace login`"
+    setting_keys: ClassVar[tuple[str, ...]] = ("api_key", "base_url", "template_id", "region")
 
     @property
     def capabilities(self) -> Capabilities:

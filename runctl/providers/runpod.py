@@ -182,6 +182,18 @@ def runpod_state(raw: str | None) -> ResourceState:
 #: The state each pod action leads to.
 _ACTION_GOAL: Mapping[str, ResourceState] = {"stop": _S.STOPPED, "start": _S.RUNNING}
 
+#: The stop/start actions RunPod permits per ``PodStatus`` (``POST /v2/pods/{id}/action``:
+#: "RUNNING allows stop/restart/terminate; EXITED and ERROR allow start/terminate;
+#: PROVISIONING and STARTING allow stop/terminate").
+POD_ACTIONS: Mapping[str, frozenset[str]] = {
+    "RUNNING": frozenset({"stop"}),
+    "EXITED": frozenset({"start"}),
+    "ERROR": frozenset({"start"}),
+    "PROVISIONING": frozenset({"stop"}),
+    "STARTING": frozenset({"stop"}),
+    "TERMINATED": frozenset(),
+}
+
 
 # --- wire models --------------------------------------------------------------------------------
 
@@ -379,6 +391,8 @@ class RunPodProvider(RestProviderBase):
     default_base_url: ClassVar[str] = "https://api.runpod.io"
     api_key_env: ClassVar[tuple[str, ...]] = ("RUNPOD_API_KEY",)
     api_key_hint: ClassVar[str] = "Create a key at https://console.runpod.io/user/settings"
+    #: The account's SSH keys: one cheap authenticated GET for ``runctl doctor --online``.
+    verify_path: ClassVar[str | None] = "/v2/account/ssh-keys"
 
     def __init__(
         self,
@@ -717,6 +731,14 @@ class RunPodProvider(RestProviderBase):
         if data is None:
             return await self._read(resource_id)
         return self._resource(RunPodPod.from_wire(data))
+
+    def allowed_actions(self, resource: Resource) -> frozenset[str] | None:
+        """The stop/start actions RunPod permits in the pod's raw status (:data:`POD_ACTIONS`).
+
+        A pod in ``ERROR`` is FAILED to runctl, yet RunPod starts it again.
+        ``None`` for a status RunPod does not document.
+        """
+        return POD_ACTIONS.get((resource.raw_state or "").upper())
 
     async def stop(self, resource_id: str) -> Resource:
         """Stop the pod (compute released, disk kept).

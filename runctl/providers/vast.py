@@ -100,6 +100,7 @@ from ..errors import (
 )
 from ..kit import (
     TAG_LAUNCH_ID,
+    TAG_MANAGED_BY,
     TAG_NAME,
     BillingRule,
     ExitCodes,
@@ -204,7 +205,7 @@ RAW_STATES = StateTable(
         "running": _S.RUNNING,  # GPU charges apply
         "stopped": _S.STOPPED,  # halted, disk charges only (also: an outbid interruptible)
         "frozen": _S.STOPPED,  # paused with memory; GPU charges apply
-        "exited": _S.FAILED,  # the container's process exited; Vast reports no exit code
+        "exited": _S.FAILED,  # the process exited (STOPPED when intended "stopped"); no exit code
         "rebooting": _S.PROVISIONING,  # restarting (transient)
         "unknown": _S.RUNNING,  # no recent heartbeat from the host
         "offline": _S.RUNNING,  # host disconnected from Vast's servers; may come back
@@ -226,6 +227,9 @@ def state_of(
 ) -> tuple[ResourceState, str | None]:
     """runctl's state for Vast's ``actual_status``, refined by ``intended_status``.
 
+    Vast reports a stopped instance as ``actual_status="exited"`` with
+    ``intended_status="stopped"``: that is STOPPED (startable), not FAILED.
+
     Returns:
         The state and a short detail (``None`` when the state says it all).
     """
@@ -233,6 +237,9 @@ def state_of(
     detail = _DETAILS.get(actual_status or "")
     if actual_status not in RAW_STATES:
         detail = f"unrecognised Vast status {actual_status!r}"
+    if intended_status == "stopped" and actual_status == "exited":
+        # What a stopped instance reports: its container exited because it was told to.
+        return _S.STOPPED, None
     if intended_status == "stopped" and state in (_S.PENDING, _S.PROVISIONING, _S.RUNNING):
         return _S.STOPPING, "stop requested"
     if intended_status == "running" and actual_status == "stopped":
@@ -270,7 +277,8 @@ def decode_label(label: str | None) -> dict[str, str] | None:
         tags = dict(pairs)
     except ValueError:
         return None
-    return tags if TAG_LAUNCH_ID in tags else None
+    # Both keys: a label that merely looks like runctl's is someone else's instance.
+    return tags if TAG_LAUNCH_ID in tags and tags.get(TAG_MANAGED_BY) == "runctl" else None
 
 
 # --- wire models ----------------------------------------------------------------------------------
@@ -451,6 +459,8 @@ class VastProvider(RestProviderBase):
         "~/.vast_api_key",
     )
     api_key_hint: ClassVar[str] = "set VAST_API_KEY or run `vastai set api-key <KEY>`"
+    #: The account's own record: one cheap authenticated GET for ``runctl doctor --online``.
+    verify_path: ClassVar[str | None] = "/api/v0/users/current"
 
     def __init__(
         self,
@@ -464,6 +474,9 @@ class VastProvider(RestProviderBase):
     ) -> None:
         super().__init__(config, transport=transport, retry=retry, timeout=timeout, sleep=sleep)
         self._exits = ExitCodes(every=exit_check_interval)
+        #: The offer (ask) id each instance launched here was rented from: Vast's
+        #: instance record does not carry it, and ``get`` reports it as ``launch`` did.
+        self._instance_types: dict[str, str] = {}
         #: Launch ids of the instances seen, to tell this launch's markers in the logs.
         self._launch_ids: dict[str, str] = {}
 
@@ -616,6 +629,7 @@ class VastProvider(RestProviderBase):
             created_at=started,
             started_at=started if state is _S.RUNNING else None,
             price=price,
+            instance_type=self._instance_types.get(str(inst.id)),
             gpu=GPU_SPELLINGS.normalize(inst.gpu_name) if inst.gpu_name else None,
             gpu_count=inst.num_gpus,
             region=inst.geolocation,
@@ -817,6 +831,7 @@ class VastProvider(RestProviderBase):
                 self.name, f"PUT /api/v0/asks/{ask_id}: no 'new_contract' in the answer"
             )
         new_id = str(data["new_contract"])
+        self._instance_types[new_id] = offer.instance_type
         if spec.ssh_public_key:
             try:
                 await self._api().post(

@@ -74,7 +74,7 @@ def test_amounts_stay_decimal_and_exact() -> None:
 
 
 def test_negative_duration_is_refused() -> None:
-    with pytest.raises(ValidationError, match="elapsed"):
+    with pytest.raises(ValidationError, match="duration"):
         estimate(per_minute(), timedelta(seconds=-1))
 
 

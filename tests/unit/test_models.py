@@ -152,7 +152,10 @@ _offers = st.builds(
 )
 _specs = st.builds(
     LaunchSpec,
-    command=st.lists(_text, min_size=1, max_size=4),
+    # The program (first word) is never blank: LaunchSpec refuses that.
+    command=st.tuples(_text.filter(str.strip), st.lists(_text, max_size=3)).map(
+        lambda t: [t[0], *t[1]]
+    ),
     provider=st.none() | st.sampled_from(["local", "runpod"]),
     env=st.dictionaries(st.from_regex(r"[A-Z_][A-Z0-9_]{0,8}", fullmatch=True), _text, max_size=3),
     gpu_count=st.integers(0, 8),

@@ -235,7 +235,7 @@ async def test_list_walks_every_page_and_only_returns_runctls_instances(vast: Fa
     vast.add_instance(label="runctl:runctl-launch-id=l99&team=a")
     provider = make(vast)
     assert len(await provider.list()) == 30
-    assert len(await provider.list(tags={"team": "a"})) == 15
+    assert len(await provider.list(tags={"team": "b"})) == 15
     assert len([r for r in vast.server.requests if r.path == "/api/v1/instances"]) == 4
 
 

@@ -82,6 +82,7 @@ def test_a_foreign_label_is_not_runctls() -> None:
     assert decode_label("My ML Training Job") is None
     assert decode_label(None) is None
     assert decode_label("runctl:team=a") is None  # no launch id
+    assert decode_label("runctl:runctl-launch-id=x") is None  # no managed-by: not runctl's
 
 
 def test_tags_too_long_for_the_label_are_refused() -> None:
