@@ -636,7 +636,7 @@ def _add_launch_args(p: argparse.ArgumentParser) -> None:
                    help="terminate after this long")
     p.add_argument("--launch-id", help="idempotency key: one launch per id")
     p.add_argument("--ssh-key", metavar="NAME",
-                   help="an SSH key registered with the provider, by name (for providers that take one)")
+                   help="an SSH key registered with the provider, by name (where one is needed)")
     p.add_argument("--ssh-public-key", metavar="FILE",
                    help="a public key file to install, e.g. ~/.ssh/id_ed25519.pub")
     p.add_argument("--json", action="store_true")

@@ -308,7 +308,7 @@ async def test_a_lost_create_not_found_says_a_retry_is_safe() -> None:
     with pytest.raises(ProviderTimeoutError) as caught:
         await acme.launch(spec())
     assert caught.value.maybe_applied
-    assert "Retrying the launch is safe" in str(caught.value)
+    assert "launching again with the same launch id is safe" in str(caught.value)
     assert isinstance(caught.value.__cause__, ProviderTimeoutError)
     assert acme.slept == [acme.recover_wait]  # looked recover_tries times
 

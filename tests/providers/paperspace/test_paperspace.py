@@ -256,7 +256,7 @@ async def test_5xx_on_reads_is_retried(ps: FakePaperspace) -> None:
 @pytest.mark.anyio
 async def test_a_500_on_create_with_nothing_made_says_retrying_is_safe(ps: FakePaperspace) -> None:
     ps.server.fail("POST", "/v1/machines", Fault.http(500, {"code": "internal", "message": "boom"}))
-    with pytest.raises(ServerError, match="Retrying the launch is safe"):
+    with pytest.raises(ServerError, match="launching again with the same launch id is safe"):
         await make(ps).launch(SPEC)
     assert ps.creates == 0
 

@@ -133,7 +133,7 @@ async def test_server_errors_on_reads_are_retried(vast: FakeVast) -> None:
 @pytest.mark.anyio
 async def test_a_500_on_create_looks_before_failing_and_says_retrying_is_safe(vast: FakeVast) -> None:
     vast.server.fail("PUT", "/api/v0/asks/{id}", Fault.http(500, {"error": "server_error", "msg": "oops"}))
-    with pytest.raises(ServerError, match="Retrying the launch is safe"):
+    with pytest.raises(ServerError, match="launching again with the same launch id is safe"):
         await make(vast).launch(SPEC)
     assert vast.creates == 0
     # The retried launch creates exactly one machine.
