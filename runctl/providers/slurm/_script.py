@@ -205,6 +205,8 @@ class BatchJob:
         job: dict[str, Any] = {
             "name": self.name,
             "comment": self.comment,
+            # One task per node. 22.05 ignores nodes=[N, N] unless the task count says so.
+            "tasks": self.nodes,
             "tasks_per_node": 1,
             "standard_output": self.output,
             "current_working_directory": self.workdir or "/tmp",
