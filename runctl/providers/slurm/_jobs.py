@@ -64,6 +64,7 @@ SLURM_STATES: Mapping[str, ResourceState] = {
     "REQUEUE_HOLD": _S.PENDING,  # requeued and held until released
     "SPECIAL_EXIT": _S.PENDING,  # requeued and held after a special exit code
     "RESV_DEL_HOLD": _S.PENDING,  # held: its reservation was deleted
+    "EXPEDITING": _S.PENDING,  # being requeued ahead of others (Slurm 25.11+)
     "RECONFIG_FAIL": _S.FAILED,  # node reconfiguration failed
     "REVOKED": _S.TERMINATED,  # a federation sibling ran it instead
     "UPDATE_DB": _S.UNKNOWN,  # an accounting update is in flight; nothing said of the job
