@@ -35,5 +35,6 @@ def _no_live_credentials(monkeypatch: pytest.MonkeyPatch, request: pytest.Fixtur
     for var in (
         "RUNPOD_API_KEY", "VAST_API_KEY", "LAMBDA_API_KEY", "PAPERSPACE_API_KEY",
         "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE",
+        "SLURM_JWT",
     ):
         monkeypatch.delenv(var, raising=False)

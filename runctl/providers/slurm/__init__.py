@@ -198,6 +198,8 @@ class SlurmProvider(ProviderBase):
         self._sleep_fn = sleep
         self._backend_obj: _Backend | None = None
         self._output_dir: str | None = None
+        #: Jobs this object saw end through terminate: asked again, nothing can have changed.
+        self._ended: dict[str, Resource] = {}
         self._accounting_setting = self._flag("accounting")
         gpu_request = self._setting("gpu_request", "gres")
         if gpu_request not in GPU_REQUESTS:
@@ -447,25 +449,15 @@ class SlurmProvider(ProviderBase):
         self, cluster_path: str, offset: int, *, tail: int | None = None
     ) -> bytes | None:
         """Bytes of a cluster file from ``offset`` (or its last ``tail`` bytes)."""
-        from ._cli import CliBackend, read_local, size_local
+        from ._cli import CliBackend, read_local
 
         backend = self._backend()
         if isinstance(backend, CliBackend):
-            if tail is not None:
-                size = await backend.size(cluster_path)
-                if size is None:
-                    return None
-                offset = max(0, size - tail)
-            return await backend.read(cluster_path, offset)
+            return await backend.read(cluster_path, offset, tail=tail)
         local = self._local_path(cluster_path)
         if local is None:
             return None
-        if tail is not None:
-            size = await size_local(local)
-            if size is None:
-                return None
-            offset = max(0, size - tail)
-        return await read_local(local, offset)
+        return await read_local(local, offset, tail=tail)
 
     # --- reading jobs ---------------------------------------------------------------------------
 
@@ -722,19 +714,26 @@ class SlurmProvider(ProviderBase):
             )
             error.maybe_applied = True
             raise error from e
-        submitted = await self._backend().job(job_id)
-        if submitted is None:
-            return Resource(
-                id=job_id,
-                provider=NAME,
-                state=_S.PENDING,
-                raw_state="PENDING",
-                launch_id=spec.launch_id,
-                tags=spec.runctl_tags,
-                nodes=spec.nodes,
-                price=self._price(job.gpus_per_node, spec.nodes),
-            )
-        return self._resource(submitted)
+        # What was just submitted pends: said without another round trip to the cluster.
+        return Resource(
+            id=job_id,
+            provider=NAME,
+            state=_S.PENDING,
+            raw_state="PENDING",
+            name=spec.name or job.name,
+            launch_id=spec.launch_id,
+            created_at=datetime.now(timezone.utc),
+            price=self._price(job.gpus_per_node, spec.nodes),
+            instance_type=_instance_type(
+                job.partition or "default", job.gpu_type, job.gpus_per_node
+            ),
+            gpu=_gpu(job.gpu_type) if job.gpus_per_node else None,
+            gpu_count=job.gpus_per_node,
+            region=job.partition,
+            tags=spec.runctl_tags,
+            nodes=spec.nodes,
+            detail="submitted",
+        )
 
     # --- changing jobs --------------------------------------------------------------------------
 
@@ -745,14 +744,19 @@ class SlurmProvider(ProviderBase):
         still ending after ``terminate_wait_seconds``. Idempotent: an ended job is
         returned as it is.
         """
-        current = await self.get(resource_id)
-        if current.is_terminal:
-            return current
-        await self._backend().cancel(resource_id)
+        job_id = self._check_id(resource_id)
+        if job_id in self._ended:
+            return self._ended[job_id]  # an ended job stays ended: nothing to ask
+        try:
+            # Harmless on an ended job (Slurm says so, and nothing changes).
+            await self._backend().cancel(job_id)
+        except ProviderError as e:
+            logger.debug("slurm: scancel %s: %s", job_id, e)
         steps = max(1, math.ceil(self.terminate_wait / 0.25))
         for _ in range(steps):
-            current = await self.get(resource_id)
+            current = await self.get(job_id)
             if current.is_terminal:
+                self._ended[job_id] = current
                 return current
             await self._sleep(0.25)
         return current.evolve(
@@ -827,6 +831,7 @@ class SlurmProvider(ProviderBase):
                 f"slurmrestd cannot read files: set local_output_dir to where {path} "
                 "is mounted on this machine",
             )
+        launch_id = (job.tags or {}).get(TAG_LAUNCH_ID) if job is not None else None
         offset, pending, done = 0, b"", job is None
         while True:
             chunk = await self._read(path, offset)
@@ -836,15 +841,20 @@ class SlurmProvider(ProviderBase):
                 *complete, pending = pending.split(b"\n")
                 for raw in complete:
                     line = raw.decode(errors="replace").rstrip("\r")
-                    if not is_marker(line):
+                    marker = parse_marker(line)
+                    if marker is None:
                         yield line
+                    elif marker.exit_code is not None and marker.launch_id == launch_id:
+                        done = True  # the script's last line: read once more, then stop
                 if len(chunk) >= READ_LIMIT:
                     continue
-            if not follow or done:
+            if not follow or (done and not chunk):
                 break
-            done = (await self.get(job_id)).is_terminal
-            if not done:
-                await self._sleep(self.log_poll)
+            if not chunk:
+                # Nothing new: ask Slurm whether the job has ended (else wait and read again).
+                done = done or (await self.get(job_id)).is_terminal
+                if not done:
+                    await self._sleep(self.log_poll)
         if pending:
             line = pending.decode(errors="replace")
             if not is_marker(line):

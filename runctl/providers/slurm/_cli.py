@@ -11,7 +11,7 @@ argument quoted), through one multiplexed connection per provider object
 What is read, and from where:
 
 - a job: ``scontrol -o show job ID`` (one ``Key=Value`` line; times as epoch seconds through
-  ``SLURM_TIME_FORMAT=%s``); jobs by name: ``squeue --states=all --name=NAME``;
+  ``SLURM_TIME_FORMAT=%s``); jobs by name: ``squeue --states=all --name=NAME -O ...``;
 - the exit code: ``sacct`` when the cluster keeps accounting, else ``scontrol``'s
   ``ExitCode`` (the caller falls back to runctl's marker in the output file);
 - nodes: ``sinfo --Node -O ...``;
@@ -227,6 +227,12 @@ class SshRunner:
         self._used = False
         with anyio.move_on_after(10, shield=True):
             await anyio.run_process([*self._common, "-O", "exit", "--", self.host], check=False)
+            # The master exits (and removes its socket) just after it acknowledges.
+            prefix = Path(self._control.replace("%C", ""))
+            for _ in range(100):
+                if not list(prefix.parent.glob(prefix.name + "*")):
+                    break
+                await anyio.sleep(0.02)
 
 
 # --- errors --------------------------------------------------------------------------------------
@@ -343,6 +349,50 @@ def job_from_scontrol(line: str) -> SlurmJob:
         gres=_none(kv.get("TresPerNode")),
         stdout=_none(kv.get("StdOut")),
         time_limit_minutes=_minutes(kv.get("TimeLimit")),
+    )
+
+
+_SQUEUE_FIELDS = (
+    "JobID",
+    "Name",
+    "State",
+    "Reason",
+    "NodeList",
+    "NumNodes",
+    "Partition",
+    "SubmitTime",
+    "StartTime",
+    "EndTime",
+    "tres-per-node",
+    "STDOUT",
+    "TimeLimit",
+    "Comment",
+)
+
+
+def job_from_squeue(line: str) -> SlurmJob | None:
+    """A job from one ``squeue -O`` line of :data:`_SQUEUE_FIELDS` (the comment last, so a
+    ``|`` in someone's comment cannot shift the other fields). squeue has no exit code."""
+    values = line.split("|", len(_SQUEUE_FIELDS) - 1)
+    if len(values) < len(_SQUEUE_FIELDS) or not values[0].strip().isdigit():
+        return None
+    row = {k: v.strip() for k, v in zip(_SQUEUE_FIELDS, values)}
+    stdout = _none(row["STDOUT"])
+    return SlurmJob(
+        job_id=row["JobID"],
+        name=_none(row["Name"]),
+        comment=_none(row["Comment"]),
+        state=_none(row["State"]),
+        reason=_none(row["Reason"]),
+        nodes=_none(row["NodeList"]),
+        node_count=_leading_int(row["NumNodes"]),
+        partition=_none(row["Partition"]),
+        submitted_at=_epoch(row["SubmitTime"]),
+        started_at=_epoch(row["StartTime"]),
+        ended_at=_epoch(row["EndTime"]),
+        gres=_none(row["tres-per-node"]),
+        stdout=stdout.replace("%j", row["JobID"]) if stdout else None,
+        time_limit_minutes=_minutes(row["TimeLimit"]),
     )
 
 
@@ -498,16 +548,20 @@ class CliBackend:
         ]
 
     async def find(self, name: str) -> list[SlurmJob]:
-        """Jobs named ``name``, in any state slurmctld keeps (``squeue --name``)."""
+        """Jobs named ``name``, in any state slurmctld keeps: one ``squeue --name``."""
+        fields = ",".join(f"{f}:0|" for f in _SQUEUE_FIELDS[:-1]) + f",{_SQUEUE_FIELDS[-1]}:0"
         out = await self._check(
-            ["squeue", "--noheader", "--states=all", f"--name={name}", "--format=%A"]
+            [
+                *_TIME_FORMAT,
+                "squeue",
+                "--noheader",
+                "--states=all",
+                f"--name={name}",
+                f"--Format={fields}",
+            ]
         )
-        found = []
-        for job_id in out.split():
-            job = await self.job(job_id) if job_id.isdigit() else None
-            if job is not None:
-                found.append(job)
-        return found
+        jobs = [job_from_squeue(line) for line in out.splitlines()]
+        return [job for job in jobs if job is not None]
 
     async def accounting(self, job_id: str) -> SlurmJob | None:
         """The job from ``sacct``; ``None`` without accounting or when it has no record."""
@@ -550,17 +604,22 @@ class CliBackend:
         out = await self._check(["sinfo", "--noheader", "--Node", f"--Format={fields}"])
         return nodes_from_sinfo(out)
 
-    async def read(self, path: str, offset: int, limit: int = READ_LIMIT) -> bytes | None:
-        """Up to ``limit`` bytes of the file at ``path`` from ``offset``; ``None`` if absent."""
+    async def read(
+        self, path: str, offset: int, limit: int = READ_LIMIT, *, tail: int | None = None
+    ) -> bytes | None:
+        """Up to ``limit`` bytes of the file at ``path`` from ``offset`` (or its last
+        ``tail`` bytes); ``None`` if it does not exist. One command over ssh."""
         if isinstance(self.runner, LocalRunner):
-            return await read_local(path, offset, limit)
+            return await read_local(path, offset, limit, tail=tail)
+        # tail -c N: the last N bytes; tail -c +N: from byte N (1-based).
+        start = str(tail) if tail is not None else f"+{offset + 1}"
         result = await self._run(
             [
                 "sh",
                 "-c",
-                '[ -e "$2" ] || exit 3; tail -c +"$1" -- "$2" | head -c "$3"',
+                '[ -e "$2" ] || exit 3; tail -c "$1" -- "$2" | head -c "$3"',
                 "runctl",
-                str(offset + 1),
+                start,
                 path,
                 str(limit),
             ]
@@ -571,36 +630,23 @@ class CliBackend:
             raise command_error(["tail"], result)
         return result.stdout.encode(errors="surrogateescape")
 
-    async def size(self, path: str) -> int | None:
-        """The size of the file at ``path``; ``None`` if absent."""
-        if isinstance(self.runner, LocalRunner):
-            return await size_local(path)
-        result = await self._run(
-            ["sh", "-c", '[ -e "$1" ] || exit 3; wc -c < "$1"', "runctl", path]
-        )
-        if result.returncode != 0:
-            return None
-        return _leading_int(result.stdout.strip())
-
     async def aclose(self) -> None:
         await self.runner.aclose()
 
 
-async def read_local(path: str, offset: int, limit: int = READ_LIMIT) -> bytes | None:
-    """Up to ``limit`` bytes of a local file from ``offset``; ``None`` if absent."""
+async def read_local(
+    path: str, offset: int, limit: int = READ_LIMIT, *, tail: int | None = None
+) -> bytes | None:
+    """Up to ``limit`` bytes of a local file from ``offset`` (or its last ``tail`` bytes);
+    ``None`` if absent."""
     try:
         async with await anyio.open_file(path, "rb") as f:
+            if tail is not None:
+                size = (await anyio.Path(path).stat()).st_size
+                offset = max(0, size - tail)
             await f.seek(offset)
             return await f.read(limit)
     except FileNotFoundError:
         return None
     except OSError as e:
         raise ProviderError(f"cannot read {path}: {e.strerror}", provider=NAME) from e
-
-
-async def size_local(path: str) -> int | None:
-    """The size of a local file; ``None`` if absent."""
-    try:
-        return (await anyio.Path(path).stat()).st_size
-    except FileNotFoundError:
-        return None

@@ -72,7 +72,9 @@ class Cluster:
 
     def env_vars(self, transport: str, **extra: str) -> dict[str, str]:
         """The same settings as ``RUNCTL_SLURM_*`` environment variables (for Client, CLI)."""
-        return {f"RUNCTL_SLURM_{k.upper()}": v for k, v in self.settings(transport, **extra).items()}
+        settings = self.settings(transport, **extra)
+        env = {"SLURM_JWT": settings.pop("jwt")} if "jwt" in settings else {}
+        return env | {f"RUNCTL_SLURM_{k.upper()}": v for k, v in settings.items()}
 
     def provider(self, transport: str, home: Path, **extra: str) -> SlurmProvider:
         config = ProviderConfig(
