@@ -128,3 +128,45 @@ def slurm_env(cluster: Cluster, transport: str, monkeypatch: pytest.MonkeyPatch)
     for key, value in cluster.env_vars(transport).items():
         monkeypatch.setenv(key, value)
     return transport
+
+
+CURRENT_ENV = (
+    Path(os.environ.get("RUNCTL_SLURM_TRIXIE_DIR", "/tmp/runctl-slurm-trixie")) / "cluster.env"
+)
+TRIXIE_UP = HERE / "cluster" / "trixie-up.sh"
+
+
+@pytest.fixture(scope="session")
+def current_cluster() -> Iterator[dict[str, str]]:
+    """Slurm 24.11's slurmrestd, from cluster/trixie-up.sh (nox -s slurm_current).
+
+    Skips without it; fails instead under ``RUNCTL_REQUIRE_SLURM_CURRENT=1``.
+    """
+    problem = None
+    if not CURRENT_ENV.exists():
+        problem = f"{CURRENT_ENV} does not exist"
+    else:
+        env = _read_env(CURRENT_ENV)
+        import httpx
+
+        try:
+            httpx.get(f"{env['SLURMRESTD_URL']}/openapi/v3", timeout=10,
+                      headers={"X-SLURM-USER-NAME": env["SLURM_USER_NAME"],
+                               "X-SLURM-USER-TOKEN": env["SLURM_JWT"]}).raise_for_status()  # fmt: skip
+        except httpx.HTTPError as e:
+            problem = f"slurmrestd does not answer: {type(e).__name__}"
+    if problem is not None:
+        if os.environ.get("RUNCTL_REQUIRE_SLURM_CURRENT") == "1":
+            pytest.fail(f"RUNCTL_REQUIRE_SLURM_CURRENT=1 but Slurm 24.11 is not up: {problem}")
+        pytest.skip(f"no Slurm 24.11 test cluster ({problem}); `nox -s slurm_current` starts one")
+    yield env
+
+
+def current_provider(env: Mapping[str, str], home: Path, **extra: str) -> SlurmProvider:
+    """A provider for the 24.11 cluster's slurmrestd (job output is read from the chroot)."""
+    settings = {
+        "transport": "rest", "rest_url": env["SLURMRESTD_URL"], "jwt": env["SLURM_JWT"],
+        "user": env["SLURM_USER_NAME"], "output_dir": env["SLURM_JOB_DIR"],
+        "local_output_dir": env["SLURM_JOB_DIR_HERE"], "log_poll_seconds": "0.2", **extra,
+    }  # fmt: skip
+    return SlurmProvider(ProviderConfig(name="slurm", home=home, settings=settings, environ={}))

@@ -120,7 +120,8 @@ async def test_a_server_offering_one_version_gets_requests_its_spec_describes(ve
     spec = LaunchSpec(command=["python", "train.py"], gpu="H100", gpu_count=1, ttl=300,
                       options={"mem": "8G", "cpus_per_task": "2"})  # fmt: skip
     launched = await provider.launch(spec)
-    assert launched.state is ResourceState.RUNNING and launched.launch_id == spec.launch_id
+    assert launched.state is ResourceState.PENDING and launched.launch_id == spec.launch_id
+    assert (await provider.get(launched.id)).state is ResourceState.RUNNING
     assert (await provider.launch(spec)).id == launched.id  # found by its name, not resubmitted
     assert len(fake.submitted) == 1
     assert [r.id for r in await provider.list(tags={"runctl-launch-id": spec.launch_id})] == [launched.id]
