@@ -270,6 +270,17 @@ class SlurmProvider(ProviderBase):
             transport = cls._transport_setting(config)
         except ConfigurationError as e:
             return Availability(usable=False, reason=str(e))
+        configured = bool(config.settings) or any(
+            k.startswith("RUNCTL_SLURM_") for k in config.environ
+        )
+        if not configured:
+            # Not used unasked: `runctl ls` or offers across providers must not query a
+            # cluster just because its commands happen to be installed here.
+            return Availability(
+                usable=False,
+                reason="not configured: set transport (local, ssh or rest) in "
+                "[providers.slurm] or RUNCTL_SLURM_TRANSPORT",
+            )
         if transport == "local":
             if shutil.which("sbatch", path=config.environ.get("PATH")) is None:
                 return Availability(
@@ -354,6 +365,7 @@ class SlurmProvider(ProviderBase):
         from ._rest import RestBackend
 
         socket = self.config.setting("rest_socket")
+        user: str | None = None
         url = self.config.setting("rest_url")
         version = self.config.setting("api_version")
         holder: list[HttpApi] = []
@@ -383,7 +395,7 @@ class SlurmProvider(ProviderBase):
             user = (
                 self.config.setting("user", env=("SLURM_USER_NAME",))
                 or self.config.environ.get("USER")
-                or ""
+                or None
             )
             api = HttpApi(
                 provider=NAME,
@@ -391,13 +403,17 @@ class SlurmProvider(ProviderBase):
                 secret=secret,
                 auth_header="X-SLURM-USER-TOKEN",
                 auth_scheme=None,
-                headers={"X-SLURM-USER-NAME": user},
+                headers={"X-SLURM-USER-NAME": user or ""},
                 classify=classify,
                 transport=self._http_transport,
                 sleep=self._sleep_fn,
             )
         holder.append(api)
-        return RestBackend(api, version=version)
+        if socket:
+            # rest_auth/local runs jobs as the user slurmrestd maps the socket's peer to,
+            # which runctl cannot see: `user` names it (else list shows every user's jobs).
+            user = self.config.setting("user", env=("SLURM_USER_NAME",))
+        return RestBackend(api, version=version, user=user)
 
     async def _sleep(self, seconds: float) -> None:
         """Wait between polls (through the ``sleep`` seam in tests)."""
@@ -575,6 +591,8 @@ class SlurmProvider(ProviderBase):
     async def list(self, *, tags: Mapping[str, str] | None = None) -> Sequence[Resource]:
         """Jobs runctl launched that the cluster still lists, optionally those with ``tags``."""
         found = []
+        if self.transport == "ssh":
+            await self._outdir()  # also learns who we are on the login node
         for job in await self._backend().jobs():
             job_tags = job.tags
             if job_tags is None:

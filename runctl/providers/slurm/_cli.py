@@ -333,8 +333,11 @@ def job_from_scontrol(line: str) -> SlurmJob:
     """A job from one ``scontrol -o show job`` line (times as epoch seconds)."""
     kv = parse_key_values(line)
     code, _, sig = (kv.get("ExitCode") or "").partition(":")
+    user = re.match(r"^([^()]*)\((\d+)\)$", kv.get("UserId", ""))
     return SlurmJob(
         job_id=kv.get("JobId", ""),
+        user=user.group(1) if user else None,
+        uid=int(user.group(2)) if user else None,
         name=_none(kv.get("JobName")),
         comment=_none(kv.get("Comment")),
         state=_none(kv.get("JobState")),
@@ -484,6 +487,9 @@ class CliBackend:
         self.timeout = timeout
         self._accounting = accounting
         self.transport = "ssh" if isinstance(runner, SshRunner) else "local"
+        #: The user the commands run as (here: this process's; over ssh: learnt with the
+        #: output directory).
+        self.uid: int | None = os.getuid() if isinstance(runner, LocalRunner) else None
 
     def __repr__(self) -> str:
         return f"<CliBackend {self.runner!r}>"
@@ -505,11 +511,15 @@ class CliBackend:
             path = Path(wanted) if Path(wanted).is_absolute() else Path.home() / wanted
             path.mkdir(parents=True, exist_ok=True)
             return str(path.resolve())
-        # ssh starts in the home directory: a relative path is under it.
+        # ssh starts in the home directory: a relative path is under it. The same round
+        # trip says who we are there (list shows only that user's jobs).
         out = await self._check(
-            ["sh", "-c", 'mkdir -p -- "$1" && cd -- "$1" && pwd -P', "runctl", wanted]
+            ["sh", "-c", 'mkdir -p -- "$1" && cd -- "$1" && pwd -P && id -u', "runctl", wanted]
         )
-        return out.strip()
+        where, _, uid = out.strip().rpartition("\n")
+        if uid.strip().isdigit():
+            self.uid = int(uid)
+        return where.strip()
 
     async def submit(self, job: BatchJob) -> str:
         out = await self._check(job.sbatch_argv(), stdin=job.script.encode())
@@ -534,18 +544,16 @@ class CliBackend:
         return job_from_scontrol(lines[0]) if lines else None
 
     async def jobs(self) -> list[SlurmJob]:
-        """Every job slurmctld keeps (runctl filters its own by their comment)."""
+        """The jobs slurmctld keeps of this user (runctl filters its own by their comment)."""
         argv = [*_TIME_FORMAT, "scontrol", "-o", "show", "job"]
         result = await self._run(argv)
         if result.returncode != 0:
             if "no jobs in the system" in result.stdout.lower() + result.stderr.lower():
                 return []
             raise command_error(argv[2:], result)
-        return [
-            job_from_scontrol(line)
-            for line in result.stdout.splitlines()
-            if line.startswith("JobId=")
-        ]
+        lines = [line for line in result.stdout.splitlines() if line.startswith("JobId=")]
+        jobs = [job_from_scontrol(line) for line in lines]
+        return [job for job in jobs if self.uid is None or job.uid in (None, self.uid)]
 
     async def find(self, name: str) -> list[SlurmJob]:
         """Jobs named ``name``, in any state slurmctld keeps: one ``squeue --name``."""

@@ -266,6 +266,7 @@ class SlurmJob:
         gres: the GPUs it asked for per node, as Slurm prints them.
         stdout: the path of its output file on the cluster.
         time_limit_minutes: its time limit (``None``: unlimited or unknown).
+        user / uid: whose job it is, where reported.
     """
 
     job_id: str
@@ -283,6 +284,8 @@ class SlurmJob:
     gres: str | None = None
     stdout: str | None = None
     time_limit_minutes: int | None = None
+    user: str | None = None
+    uid: int | None = None
 
     @property
     def tags(self) -> dict[str, str] | None:

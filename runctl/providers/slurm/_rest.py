@@ -150,6 +150,8 @@ def job_from_rest(data: object) -> SlurmJob:
         gres=f.text("tres_per_node") or None,
         stdout=stdout or None,
         time_limit_minutes=time_limit if time_limit and time_limit < 2**31 else None,
+        user=f.text("user_name") or None,
+        uid=f.integer("user_id"),
     )
 
 
@@ -185,7 +187,9 @@ class RestBackend:
 
     transport = "rest"
 
-    def __init__(self, api: HttpApi, *, version: str | None = None) -> None:
+    def __init__(
+        self, api: HttpApi, *, version: str | None = None, user: str | None = None
+    ) -> None:
         if version is not None and version not in SUPPORTED_VERSIONS:
             raise ConfigurationError(
                 f"slurm: api_version {version!r} is not one runctl speaks "
@@ -193,6 +197,8 @@ class RestBackend:
             )
         self.api = api
         self._version = version
+        #: Whose jobs ``jobs`` returns (the token's user; for the socket, this process's).
+        self.user = user
 
     def __repr__(self) -> str:
         return f"<RestBackend {self.api.base_url} {self._version or 'version not negotiated'}>"
@@ -252,6 +258,11 @@ class RestBackend:
         return next((j for j in jobs if j.job_id == job_id), None)
 
     async def jobs(self) -> list[SlurmJob]:
+        """The jobs slurmctld keeps of this user."""
+        jobs = await self._all_jobs()
+        return [j for j in jobs if self.user is None or j.user in (None, self.user)]
+
+    async def _all_jobs(self) -> list[SlurmJob]:
         data = await self.api.get(await self._path("jobs"))
         return [
             job_from_rest(i) for i in Fields(data, "jobs response", provider=NAME).items("jobs")
@@ -259,7 +270,7 @@ class RestBackend:
 
     async def find(self, name: str) -> list[SlurmJob]:
         # 22.05's slurmrestd has no name filter: every job is read and filtered here.
-        return [job for job in await self.jobs() if job.name == name]
+        return [job for job in await self._all_jobs() if job.name == name]
 
     async def accounting(self, job_id: str) -> SlurmJob | None:
         # The slurmdb endpoints need slurmdbd and another plugin; the job record suffices.
