@@ -483,7 +483,7 @@ class SlurmProvider(ProviderBase):
             per_hour=per_hour,
             gpu_count=gpus_per_node,
             source="static",
-            observed_at=datetime.now(timezone.utc),
+            observed_at=_now(),
         ).scaled(max(1, nodes))
 
     def _resource(self, job: SlurmJob) -> Resource:
@@ -740,7 +740,7 @@ class SlurmProvider(ProviderBase):
             raw_state="PENDING",
             name=spec.name or job.name,
             launch_id=spec.launch_id,
-            created_at=datetime.now(timezone.utc),
+            created_at=_now(),
             price=self._price(job.gpus_per_node, spec.nodes),
             instance_type=_instance_type(
                 job.partition or "default", job.gpu_type, job.gpus_per_node
@@ -921,6 +921,11 @@ class SlurmProvider(ProviderBase):
 
 #: ``spec.options`` the Slurm provider reads.
 _OPTIONS = ("partition", "account", "qos", "cpus_per_task", "mem", "gpu_request", "master_port")
+
+
+def _now() -> datetime:
+    """The time (the one clock of this module; a seam for tests)."""
+    return datetime.now(timezone.utc)
 
 
 def _instance_type(partition: str, gres_type: str | None, gpus: int) -> str:

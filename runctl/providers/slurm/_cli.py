@@ -232,7 +232,12 @@ class SshRunner:
             for _ in range(100):
                 if not list(prefix.parent.glob(prefix.name + "*")):
                     break
-                await anyio.sleep(0.02)
+                await _pause(0.02)
+
+
+async def _pause(seconds: float) -> None:
+    """The one wait of this module (a seam for tests)."""
+    await anyio.sleep(seconds)
 
 
 # --- errors --------------------------------------------------------------------------------------

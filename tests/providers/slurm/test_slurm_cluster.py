@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -64,7 +65,7 @@ def timeout_job(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> I
     assert "TimeLimit=00:01:00" in cluster.scontrol("show", "job", job_id)  # the TTL, rounded up
     cluster.scontrol("update", f"JobId={job_id}", "TimeLimit=0")
     yield job_id
-    os.system(f"scancel {job_id} 2>/dev/null")
+    subprocess.run(["scancel", job_id], capture_output=True, check=False, timeout=30)
 
 
 @pytest.fixture(autouse=True)
@@ -126,6 +127,21 @@ async def test_the_provider_conforms(cluster: Cluster, transport: str, tmp_path:
         # The shared ssh connection is closed with the provider: no ssh process is left.
         mine = Path(f"/tmp/runctl-ssh-{os.getuid()}")
         assert not [p for p in mine.glob(f"{os.getpid()}-*")], "ssh master left running"
+
+
+@pytest.mark.anyio
+async def test_arguments_reach_the_login_node_intact_over_ssh(cluster: Cluster, tmp_path: Path) -> None:
+    from runctl.providers.slurm._cli import SshRunner
+
+    canary = tmp_path / "pwned"
+    hostile = f"a b 'c' \"d\" $(touch {canary}) `touch {canary}`; touch {canary} & $HOME *"
+    runner = SshRunner(cluster.env["SLURM_SSH_HOST"], config_file=cluster.env["SLURM_SSH_CONFIG"])
+    try:
+        done = await runner.run(["printf", "%s", hostile], timeout=30)
+    finally:
+        await runner.aclose()
+    assert done.stdout == hostile
+    assert not canary.exists()
 
 
 # --- states, errors, exit-code fallbacks --------------------------------------------------------

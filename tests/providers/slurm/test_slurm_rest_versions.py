@@ -196,3 +196,19 @@ async def test_the_jwt_never_shows_in_errors_or_reprs(tmp_path):
     for text in (str(info.value), repr(info.value), info.value.body or "", repr(provider),
                  repr(provider._backend())):  # fmt: skip
         assert "made-up-jwt" not in text
+
+
+async def test_logs_over_rest_need_a_local_view_of_the_output(tmp_path):
+    from runctl.errors import UnsupportedOperationError
+
+    fake = FakeSlurmrestd("v0.0.41", _document_with("v0.0.41"))
+    provider, _ = _provider(fake, tmp_path)  # /shared/runctl is not mounted here
+    launched = await provider.launch(LaunchSpec(command=["true"]))
+    with pytest.raises(UnsupportedOperationError, match="local_output_dir"):
+        async for _ in provider.logs(launched.id):
+            pass
+    local = tmp_path / "mount"
+    local.mkdir()
+    (local / f"runctl-{launched.id}.out").write_text(f"[runctl:{launched.launch_id}] start\nhello\n")
+    provider, _ = _provider(fake, tmp_path, local_output_dir=str(local))
+    assert [line async for line in provider.logs(launched.id)] == ["hello"]

@@ -305,3 +305,30 @@ def test_the_submit_body_is_what_each_spec_documents(version, gpu_request):
         assert job["environment"] == ["PATH=/usr/bin:/bin"] and job["nodes"] == "2"
         assert job["tres_per_node"] == "gres/gpu:h100:2"
         assert job["time_limit"] == {"set": True, "infinite": False, "number": 5}
+
+
+@pytest.mark.parametrize(
+    ("stderr", "kind", "field"),
+    [
+        ("sbatch: error: Batch job submission failed: Requested node configuration is not available",
+         "CapacityError", None),
+        ("sbatch: error: Batch job submission failed: Invalid partition name specified",
+         "ValidationError", "options.partition"),
+        ("sbatch: error: Batch job submission failed: Invalid account or account/partition combination specified",
+         "ValidationError", "options.account"),
+        ("sbatch: error: QOSMaxSubmitJobPerUserLimit", "QuotaExceededError", None),
+        ("slurm_load_jobs error: Invalid job id specified", "NotFoundError", None),
+        ("scontrol: error: Access/permission denied for job 5", "AuthenticationError", None),
+        ("sbatch: error: Batch job submission failed: Unable to contact slurm controller (connect failure)",
+         "ProviderConnectionError", None),
+        ("sbatch: error: something new", "ProviderError", None),
+    ],
+)  # fmt: skip
+def test_slurm_messages_map_to_the_error_tree(stderr, kind, field):
+    from runctl.providers.slurm._cli import Completed, command_error
+
+    error = command_error(["sbatch"], Completed(1, "", stderr))
+    assert type(error).__name__ == kind
+    if field is not None:
+        assert error.field == field
+    assert "sbatch" in str(error)
