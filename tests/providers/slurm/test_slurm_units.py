@@ -332,3 +332,60 @@ def test_slurm_messages_map_to_the_error_tree(stderr, kind, field):
     if field is not None:
         assert error.field == field
     assert "sbatch" in str(error)
+
+
+class ScriptedRunner:
+    """A Runner that answers each command from a table: (first words) -> (rc, stdout, stderr)."""
+
+    where = "here"
+
+    def __init__(self, answers):
+        self.answers = answers
+        self.calls: list[list[str]] = []
+
+    async def run(self, argv, *, stdin=None, timeout):
+        from runctl.providers.slurm._cli import Completed
+
+        argv = [a for a in argv if a not in ("env", "SLURM_TIME_FORMAT=%s")]
+        self.calls.append(argv)
+        for prefix, (rc, out, err) in self.answers.items():
+            if tuple(argv[: len(prefix)]) == prefix:
+                return Completed(rc, out, err)
+        raise AssertionError(f"unexpected command {argv}")
+
+    async def aclose(self):
+        return None
+
+
+@pytest.mark.anyio
+async def test_suspend_without_operator_rights_is_unsupported(tmp_path):
+    from runctl.config import ProviderConfig
+    from runctl.errors import UnsupportedOperationError
+    from runctl.providers.slurm import SlurmProvider
+
+    running = SCONTROL_TIMEOUT.replace("JobState=TIMEOUT", "JobState=RUNNING")
+    runner = ScriptedRunner({
+        ("scontrol", "-o", "show", "job"): (0, running + "\n", ""),
+        ("scontrol", "suspend"): (1, "", "Access/permission denied for job 2\n"),
+    })  # fmt: skip
+    config = ProviderConfig(name="slurm", home=tmp_path, settings={"transport": "local"}, environ={})
+    provider = SlurmProvider(config, runner=runner)
+    with pytest.raises(UnsupportedOperationError, match="operator"):
+        await provider.stop("2")
+    assert ["scontrol", "suspend", "2"] in runner.calls
+
+
+@pytest.mark.anyio
+async def test_an_unreachable_login_node_is_a_connection_error_that_did_nothing():
+    import shutil
+
+    from runctl.errors import ProviderConnectionError
+    from runctl.providers.slurm._cli import SshRunner
+
+    if shutil.which("ssh") is None:
+        pytest.skip("no ssh client")
+    runner = SshRunner("127.0.0.1", port=1, options=["ConnectTimeout=5", "StrictHostKeyChecking=no"])
+    with pytest.raises(ProviderConnectionError) as info:
+        await runner.run(["sbatch"], stdin=b"#!/bin/bash\n", timeout=30)
+    assert info.value.maybe_applied is False  # refused: the command never ran
+    await runner.aclose()
