@@ -348,6 +348,10 @@ class ScriptedRunner:
 
         argv = [a for a in argv if a not in ("env", "SLURM_TIME_FORMAT=%s")]
         self.calls.append(argv)
+        if argv[0] == "sh":  # runctl's own file helpers (mkdir, tail): run them for real
+            from runctl.providers.slurm._cli import LocalRunner
+
+            return await LocalRunner().run(argv, stdin=stdin, timeout=timeout)
         for prefix, (rc, out, err) in self.answers.items():
             if tuple(argv[: len(prefix)]) == prefix:
                 return Completed(rc, out, err)
@@ -389,3 +393,60 @@ async def test_an_unreachable_login_node_is_a_connection_error_that_did_nothing(
         await runner.run(["sbatch"], stdin=b"#!/bin/bash\n", timeout=30)
     assert info.value.maybe_applied is False  # refused: the command never ran
     await runner.aclose()
+
+
+def _scripted_provider(tmp_path, answers, **settings):
+    from runctl.config import ProviderConfig
+    from runctl.providers.slurm import SlurmProvider
+
+    runner = ScriptedRunner(answers)
+    config = ProviderConfig(name="slurm", home=tmp_path,
+                            settings={"transport": "local", "output_dir": str(tmp_path), **settings},
+                            environ={})  # fmt: skip
+    return SlurmProvider(config, runner=runner), runner
+
+
+COMMENT = "Comment=runctl:runctl-launch-id=L9&runctl-managed-by=runctl  "
+FAILED_LINE = (
+    SCONTROL_TIMEOUT.replace("JobState=TIMEOUT", "JobState=FAILED")
+    .replace("ExitCode=0:15", "ExitCode=1:0").replace("Comment=runctl:a=b%20c&d=e  ", COMMENT)
+)  # fmt: skip
+
+
+@pytest.mark.anyio
+async def test_the_exit_code_comes_from_sacct_first_when_there_is_accounting(tmp_path):
+    provider, runner = _scripted_provider(tmp_path, {
+        ("scontrol", "-o", "show", "job"): (0, FAILED_LINE + "\n", ""),
+        ("sacct",): (0, "2|runctl-L9|FAILED|3:0|1796169208|1796169210|1796169231|1|n1|gpu\n", ""),
+    })  # fmt: skip
+    assert (await provider.get("2")).exit_code == 3
+    assert any(call[0] == "sacct" for call in runner.calls)
+
+
+@pytest.mark.anyio
+async def test_without_accounting_the_job_record_then_the_marker_say_it(tmp_path):
+    no_code = FAILED_LINE.replace("ExitCode=1:0", "ExitCode=")
+    provider, runner = _scripted_provider(tmp_path, {
+        ("scontrol", "-o", "show", "job"): (0, no_code + "\n", ""),
+        ("sacct",): (1, "", "sacct: error: Slurm accounting storage is disabled\n"),
+    })  # fmt: skip
+    out = tmp_path / "out.log"
+    out.write_text("[runctl:L9] start\nboom\n[runctl:L9] exit 5\n")
+    runner.answers[("scontrol", "-o", "show", "job")] = (
+        0, no_code.replace("StdOut=/tmp/runctl-slurm/jobs/t-2.out", f"StdOut={out}") + "\n", "",
+    )  # fmt: skip
+    assert (await provider.get("2")).exit_code == 5  # no accounting, no ExitCode: the marker
+    assert (await provider.get("2")).exit_code == 5
+    assert sum(call[0] == "sacct" for call in runner.calls) == 1  # learnt once: no accounting
+    runner.answers[("scontrol", "-o", "show", "job")] = (0, FAILED_LINE + "\n", "")
+    assert (await provider.get("2")).exit_code == 1  # the job record's ExitCode
+
+
+@pytest.mark.anyio
+async def test_a_forgotten_job_is_read_from_accounting(tmp_path):
+    provider, _ = _scripted_provider(tmp_path, {
+        ("scontrol", "-o", "show", "job"): (1, "", "slurm_load_jobs error: Invalid job id specified\n"),
+        ("sacct",): (0, "7|runctl-L9|COMPLETED|0:0|1796169208|1796169210|1796169231|2|n[1-2]|gpu\n", ""),
+    })  # fmt: skip
+    done = await provider.get("7")
+    assert (done.state, done.exit_code, done.addresses) == (ResourceState.SUCCEEDED, 0, ("n1", "n2"))
