@@ -450,3 +450,25 @@ async def test_a_forgotten_job_is_read_from_accounting(tmp_path):
     })  # fmt: skip
     done = await provider.get("7")
     assert (done.state, done.exit_code, done.addresses) == (ResourceState.SUCCEEDED, 0, ("n1", "n2"))
+
+
+@pytest.mark.anyio
+async def test_a_configured_gpu_hour_rate_prices_offers_and_every_node_of_a_job(tmp_path):
+    from decimal import Decimal
+
+    from runctl.models import OfferQuery
+
+    two_nodes = FAILED_LINE.replace("TresPerNode=gres:gpu:h100:1", "TresPerNode=gres:gpu:h100:2")
+    provider, _ = _scripted_provider(tmp_path, {
+        ("sinfo",): (0, SINFO, ""),
+        ("scontrol", "-o", "show", "job"): (0, two_nodes + "\n", ""),
+        ("sacct",): (1, "", "Slurm accounting storage is disabled"),
+    }, gpu_hour_rate="1.50", currency="EUR")  # fmt: skip
+    (offer,) = await provider.offers(OfferQuery(gpu="H100", currency="EUR"))
+    assert offer.price.per_hour.amount == Decimal("3.00") and offer.price.currency == "EUR"
+    assert offer.per_gpu_hour is not None and offer.per_gpu_hour.amount == Decimal("1.50")
+    assert (offer.available, offer.note) == (True, "2 node(s), 2 free now; price is the configured gpu_hour_rate")
+    job = await provider.get("2")
+    assert (job.nodes, job.gpu_count) == (2, 2)  # GPUs per node
+    assert job.price is not None and job.price.per_hour.amount == Decimal("6.00")  # 2 nodes x 2 GPUs
+    assert await provider.offers(OfferQuery(gpu="H100", spot=True)) == []
