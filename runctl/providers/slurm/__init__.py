@@ -218,6 +218,7 @@ class SlurmProvider(ProviderBase):
             raise ConfigurationError(f"slurm: gpu_hour_rate {rate!r} must be a number >= 0")
         self.command_timeout = self._seconds("command_timeout", 60.0)
         self.log_poll = self._seconds("log_poll_seconds", 1.0)
+        self.state_poll = self._seconds("state_poll_seconds", 5.0)
         self.terminate_wait = self._seconds("terminate_wait_seconds", 15.0)
 
     # --- settings -------------------------------------------------------------------------------
@@ -825,7 +826,8 @@ class SlurmProvider(ProviderBase):
 
         Read where the transport reaches it: here, over ssh (``tail -c``), or for REST
         from ``local_output_dir``. With ``follow``, the file is read every
-        ``log_poll_seconds`` until the job has ended and all of it is read.
+        ``log_poll_seconds`` until runctl's exit marker, or until Slurm (asked every
+        ``state_poll_seconds`` while no output comes) says the job ended.
 
         Raises:
             UnsupportedOperationError: REST without a local view of the output directory.
@@ -851,6 +853,7 @@ class SlurmProvider(ProviderBase):
             )
         launch_id = (job.tags or {}).get(TAG_LAUNCH_ID) if job is not None else None
         offset, pending, done = 0, b"", job is None
+        quiet = self.state_poll  # seconds without output since Slurm was last asked
         while True:
             chunk = await self._read(path, offset)
             if chunk:
@@ -869,10 +872,17 @@ class SlurmProvider(ProviderBase):
             if not follow or (done and not chunk):
                 break
             if not chunk:
-                # Nothing new: ask Slurm whether the job has ended (else wait and read again).
-                done = done or (await self.get(job_id)).is_terminal
+                # Nothing new. The exit marker normally ends the follow; Slurm is asked
+                # whether the job ended some other way (cancelled, timed out, killed) only
+                # every state_poll_seconds, to spare slurmctld (and ssh round trips).
+                quiet += self.log_poll
+                if not done and quiet >= self.state_poll:
+                    quiet = 0.0
+                    done = (await self.get(job_id)).is_terminal
                 if not done:
                     await self._sleep(self.log_poll)
+            else:
+                quiet = 0.0  # output flows: the job runs
         if pending:
             line = pending.decode(errors="replace")
             if not is_marker(line):

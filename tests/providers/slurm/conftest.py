@@ -41,7 +41,7 @@ class Cluster:
 
     def settings(self, transport: str, **extra: str) -> dict[str, str]:
         """``[providers.slurm]`` settings that reach this cluster through ``transport``."""
-        base = {"log_poll_seconds": "0.2", **extra}
+        base = {"log_poll_seconds": "0.2", "state_poll_seconds": "1", **extra}
         if transport == "local":
             return {"transport": "local", "output_dir": self.job_dir, **base}
         if transport == "ssh":

@@ -472,3 +472,34 @@ async def test_a_configured_gpu_hour_rate_prices_offers_and_every_node_of_a_job(
     assert (job.nodes, job.gpu_count) == (2, 2)  # GPUs per node
     assert job.price is not None and job.price.per_hour.amount == Decimal("6.00")  # 2 nodes x 2 GPUs
     assert await provider.offers(OfferQuery(gpu="H100", spot=True)) == []
+
+
+@pytest.mark.anyio
+async def test_following_a_job_that_ends_without_the_marker_stops_when_slurm_says_so(tmp_path):
+    from runctl.config import ProviderConfig
+    from runctl.providers.slurm import SlurmProvider
+
+    out = tmp_path / "out.log"
+    out.write_text("[runctl:L9] start\nepoch 1\n")
+    running = FAILED_LINE.replace("JobState=FAILED", "JobState=RUNNING").replace(
+        "StdOut=/tmp/runctl-slurm/jobs/t-2.out", f"StdOut={out}")
+    runner = ScriptedRunner({("scontrol", "-o", "show", "job"): (0, running + "\n", ""),
+                             ("sacct",): (1, "", "Slurm accounting storage is disabled")})
+    sleeps: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        if len(sleeps) == 5:  # cancelled meanwhile: no exit marker will come
+            runner.answers[("scontrol", "-o", "show", "job")] = (
+                0, running.replace("JobState=RUNNING", "JobState=CANCELLED") + "\n", "")
+
+    settings = {"transport": "local", "output_dir": str(tmp_path), "log_poll_seconds": "0.5",
+                "state_poll_seconds": "2"}
+    provider = SlurmProvider(ProviderConfig(name="slurm", home=tmp_path, settings=settings,
+                                            environ={}), runner=runner, sleep=sleep)
+    lines = [line async for line in provider.logs("2", follow=True)]
+    assert lines == ["epoch 1"]
+    asked = [c for c in runner.calls if c[:2] == ["scontrol", "-o"]]
+    # the job once to find its file, then Slurm asked only after 2 s of quiet (4 polls):
+    # still running at the first ask, cancelled at the second
+    assert len(asked) == 1 + 2 and sleeps == [0.5] * 7
