@@ -66,3 +66,23 @@ def reliability(session: nox.Session) -> None:
         env={"RUNCTL_RELIABILITY_REPORT": str(report)},
     )
     print(report.read_text())
+
+
+@nox.session
+def slurm_current(session: nox.Session) -> None:
+    """The Slurm provider's REST transport against Slurm 24.11 (slurmrestd v0.0.40-42).
+
+    Builds (once, about 4 min: debootstrap) and starts Debian trixie's Slurm in a chroot
+    with tests/providers/slurm/cluster/trixie-up.sh (root, Debian host), runs
+    tests/providers/slurm/test_slurm_current.py, which must not skip, and stops it.
+    """
+    session.install("-e", ".[test]")
+    cluster = ROOT / "tests" / "providers" / "slurm" / "cluster"
+    session.run("bash", str(cluster / "trixie-up.sh"), external=True)
+    try:
+        session.run(
+            "python", "-m", "pytest", "-q", "tests/providers/slurm/test_slurm_current.py",
+            *session.posargs, env={"RUNCTL_REQUIRE_SLURM_CURRENT": "1"},
+        )
+    finally:
+        session.run("bash", str(cluster / "trixie-down.sh"), external=True)

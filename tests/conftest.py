@@ -43,6 +43,7 @@ def _no_live_credentials(
         "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_EC2", "AWS_WEB_IDENTITY_TOKEN_FILE",
         "AWS_ROLE_ARN", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
         "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+        "SLURM_JWT",
     ):
         monkeypatch.delenv(var, raising=False)
     # Never the developer's ~/.kube/config: a KUBECONFIG that names no file.

@@ -45,12 +45,18 @@ def test_everything_a_plugin_needs_has_a_public_name() -> None:
 
 
 def test_every_built_in_provider_uses_the_kit_and_no_private_core_module() -> None:
-    for path in sorted((RUNCTL / "providers").glob("*.py")):
-        if path.name == "__init__.py":
-            continue
+    providers = RUNCTL / "providers"
+    modules = [p for p in providers.glob("*.py") if p.name != "__init__.py"]
+    packages = [p for p in providers.iterdir() if (p / "__init__.py").exists()]
+    for path in sorted(modules):
         text = path.read_text()
         assert "from ..kit import" in text, path.name
         assert not re.search(r"from \.\.(_\w+|provider|gpus) import", text), path.name
+    for package in sorted(packages):  # a provider in several modules: runctl.providers.slurm
+        texts = {p.name: p.read_text() for p in package.glob("*.py")}
+        assert any("from ...kit import" in t for t in texts.values()), package.name
+        for name, text in texts.items():
+            assert not re.search(r"from \.\.\.(_\w+|provider|gpus) import", text), name
 
 
 #: Names of providers (built-in and planned) that the core must never name.
