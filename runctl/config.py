@@ -39,7 +39,15 @@ import attrs
 
 from .errors import ConfigurationError
 
-__all__ = ["ProviderConfig", "Secret", "Settings", "load_settings", "runctl_home"]
+__all__ = [
+    "ProviderConfig",
+    "Secret",
+    "Settings",
+    "load_settings",
+    "open_private",
+    "private_dir",
+    "runctl_home",
+]
 
 
 class Secret:
@@ -86,6 +94,30 @@ def runctl_home(environ: Mapping[str, str] | None = None) -> Path:
         return Path.home() / "Library" / "Application Support" / "runctl"
     base = env.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
     return Path(base) / "runctl"
+
+
+def private_dir(path: Path) -> Path:
+    """Create ``path`` and its missing parents readable by this user only (mode 0700).
+
+    Everything runctl keeps in its home (the ledger, local resources' logs and
+    metadata) is the user's business alone. Directories that exist are left as they are.
+    """
+    missing = []
+    current = path
+    while not current.exists() and current != current.parent:
+        missing.append(current)
+        current = current.parent
+    for directory in reversed(missing):
+        try:
+            directory.mkdir(mode=0o700)
+        except FileExistsError:
+            pass
+    return path
+
+
+def open_private(path: Path, flags: int = os.O_WRONLY | os.O_CREAT | os.O_APPEND) -> int:
+    """Open ``path`` with ``flags``, created readable and writable by this user only (0600)."""
+    return os.open(path, flags | getattr(os, "O_CLOEXEC", 0), 0o600)
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
