@@ -132,8 +132,8 @@ async def test_a_launcher_killed_before_the_supervisor_runs_leaves_no_ghost(runc
     # it from going further), then SIGKILLed: the supervisor never started.
     local = provider(runctl_home)
     root = runctl_home / "providers" / "local"
-    launcher = subprocess.Popen(
-        [PY, "-c", textwrap.dedent(f"""
+    launcher = subprocess.Popen(  # noqa: ASYNC220 - the launcher is the process under test
+        [PY, "-c", textwrap.dedent("""
             import anyio, os, signal, sys
             import runctl.providers.local as local
             from runctl.config import load_settings
