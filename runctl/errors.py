@@ -9,7 +9,8 @@ attribute of these errors ever holds a credential.
 
     RunctlError
     ├── ConfigurationError                 settings or credentials are missing or wrong
-    │   └── MissingCredentialsError        a provider has no credentials here
+    │   ├── MissingCredentialsError        a provider has no credentials here
+    │   └── LedgerError                    the ledger cannot be read or written (corrupt, read-only, full)
     ├── ValidationError (ValueError)       bad input; names the field and the allowed values
     │   └── CurrencyMismatchError          two currencies met with no rate to convert
     ├── PluginError                        a provider plugin is broken or clashes with another
@@ -48,6 +49,7 @@ __all__ = [
     "ConflictError",
     "CurrencyMismatchError",
     "InvalidTransitionError",
+    "LedgerError",
     "LifecycleError",
     "MalformedResponseError",
     "MissingCredentialsError",
@@ -92,6 +94,23 @@ class MissingCredentialsError(ConfigurationError):
         if hint:
             message += f". {hint}"
         super().__init__(message)
+
+
+class LedgerError(ConfigurationError):
+    """The ledger (``ledger.sqlite3``) cannot be read or written.
+
+    Attributes:
+        path: the database file.
+        reason: ``"corrupt"``, ``"read-only"``, ``"full"`` (no space, or an I/O
+            error), ``"locked"`` (another process held it past the timeout),
+            ``"missing"`` (deleted or replaced while in use), ``"bad-row"`` or
+            ``"unavailable"``.
+    """
+
+    def __init__(self, path: object, reason: str, message: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(f"ledger {path}: {message}")
 
 
 class ValidationError(RunctlError, ValueError):

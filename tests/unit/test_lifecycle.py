@@ -230,6 +230,7 @@ async def test_a_cancelled_launch_leaves_nothing_running(after: float) -> None:
 
 async def test_a_timeout_inside_launch_terminates_what_was_created() -> None:
     cloud, ledger = FakeCloud(), Ledger()
+    ledger.records()  # created before the clock starts: only the launch is timed
     cloud.after_create = 1.0
     with pytest.raises(TimeoutError):
         with anyio.fail_after(0.05):
