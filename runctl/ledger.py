@@ -330,7 +330,9 @@ class Ledger:
                         raise
                 return
             self._make_file()
-        version = self._version()
+            version = 0  # just made: empty
+        else:
+            version = self._version()
         if version == SCHEMA_VERSION:
             self._ready = True
             return
@@ -793,7 +795,7 @@ def _record(row: sqlite3.Row) -> LaunchRecord:
         resource_id=row["resource_id"],
         name=row["name"],
         tags=json.loads(row["tags"] or "{}"),
-        ttl=None if row["ttl_seconds"] is None else timedelta(seconds=row["ttl_seconds"]),
+        ttl=_row_ttl(row["ttl_seconds"]),
         ttl_source=_ttl_source(row["ttl_source"]),
         price=price,
         state=None if row["state"] is None else ResourceState(row["state"]),
@@ -850,3 +852,12 @@ def _ttl_source(value: object) -> TtlSource:
     if value in ("spec", "default", "tag"):
         return value
     return "none"
+
+
+def _row_ttl(value: object) -> timedelta | None:
+    # A TTL beyond MAX_TTL (written by an older runctl) is no TTL: it would never come.
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return None
+    if not 0 < value <= MAX_TTL.total_seconds():
+        return None
+    return timedelta(seconds=value)

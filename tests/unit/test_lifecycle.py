@@ -248,6 +248,7 @@ async def test_cancelling_the_asyncio_task_directly_leaves_nothing_running(
     import asyncio
 
     cloud, ledger = FakeCloud(), Ledger()
+    ledger.records()  # created before the clock starts: only the launch is timed
     cloud.before_create = 0.01
     cloud.after_create = 1.0
     task = asyncio.ensure_future(launch_safely(cloud, spec(), ledger, **FAST))
