@@ -178,12 +178,46 @@ def cmd_catalog(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ttl(minutes: float | None) -> timedelta | None:
+    """``--ttl MINUTES`` as a duration: finite, > 0, at most MAX_TTL (or not given)."""
+    if minutes is None:
+        return None
+    import math
+
+    from .errors import ValidationError
+    from .models import MAX_TTL
+
+    most = MAX_TTL.total_seconds() / 60
+    if not math.isfinite(minutes) or not 0 < minutes <= most:
+        raise ValidationError(
+            "--ttl", f"{minutes!r} minutes is not a TTL", allowed=f"minutes > 0, at most {most:g}"
+        )
+    return timedelta(minutes=minutes)
+
+
+def _safe_stdout() -> None:
+    # Output is the job's own text: characters this terminal cannot show are replaced,
+    # never a crash (a pipe or a C locale is not UTF-8).
+    reconfigure = getattr(sys.stdout, "reconfigure", None)
+    if reconfigure is not None:
+        reconfigure(errors="replace")
+
+
 def _spec_from(args: argparse.Namespace) -> Any:
     from .models import LaunchSpec
 
     command = list(args.command)
     if command and command[0] == "--":
         command = command[1:]
+    if args.shell:
+        if len(command) != 1:
+            from .errors import ValidationError
+
+            raise ValidationError(
+                "--shell", f"{len(command)} arguments given",
+                allowed="one shell command after --, quoted: --shell -- 'a && b'",
+            )
+        command = command[0]
     env = {}
     for item in args.env or ():
         key, sep, value = item.partition("=")
@@ -209,7 +243,7 @@ def _spec_from(args: argparse.Namespace) -> Any:
         disk_gb=args.disk,
         workdir=args.workdir,
         tags=tags,
-        ttl=timedelta(minutes=args.ttl) if args.ttl else None,
+        ttl=_ttl(args.ttl),
         **({"launch_id": args.launch_id} if args.launch_id else {}),
     )
 
@@ -230,6 +264,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .errors import WaitTimeoutError
 
     spec = _spec_from(args)
+    _safe_stdout()
     with _client() as rc:
         name = spec.provider or rc.settings.default_provider
         caps = rc.provider(name).capabilities
@@ -367,6 +402,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
+    _safe_stdout()
     with _client() as rc:
         for line in rc.logs(args.id, follow=args.follow, provider=args.provider):
             print(line, flush=True)
@@ -401,7 +437,14 @@ def _add_launch_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--disk", type=int, metavar="GB")
     p.add_argument("--workdir", help="working directory (local provider)")
     p.add_argument("--tag", action="append", metavar="KEY=VALUE")
-    p.add_argument("--ttl", type=float, metavar="MINUTES", help="terminate after this long")
+    p.add_argument(
+        "--ttl", type=float, metavar="MINUTES",
+        help="terminate after this long (default: default_ttl_hours, 24 h)",
+    )
+    p.add_argument(
+        "--shell", action="store_true",
+        help="the command is one shell string, run by sh -c (default: an argv, no shell)",
+    )
     p.add_argument("--launch-id", help="idempotency key: one launch per id")
     p.add_argument("--json", action="store_true")
     p.add_argument("command", nargs=argparse.REMAINDER, help="the command, after --")

@@ -31,6 +31,7 @@ from collections.abc import (
 )
 from concurrent.futures import Future
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
+from datetime import timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, Union
 
@@ -43,6 +44,7 @@ from .cost import Money, Price
 from .cost import cost as _cost
 from .errors import (
     InvalidTransitionError,
+    LedgerError,
     ProviderTimeoutError,
     ResourceEndedError,
     RunctlError,
@@ -310,19 +312,24 @@ class AsyncClient:
         name = spec.provider or (spec.offer.provider if spec.offer else None)
         name = name or self.settings.default_provider
         provider = self.provider(name)
-        from .lifecycle import Budget, apply_default_ttl, launch_safely
+        from .lifecycle import Budget, launch_safely
 
-        spec = apply_default_ttl(spec, self.settings.default_ttl_hours)
-        # Budget check, ledger intent/confirm, idempotency by launch id, and a shielded
-        # cleanup of whatever was created if the launch is cancelled or interrupted.
+        # Budget check, ledger intent/confirm, idempotency by launch id, the default TTL
+        # (recorded as such), and a shielded cleanup of whatever was created if the
+        # launch is cancelled or interrupted.
         resource = await launch_safely(
-            provider, spec, self.ledger, budget=Budget.from_settings(self.settings)
+            provider, spec, self.ledger, budget=Budget.from_settings(self.settings),
+            default_ttl=self._default_ttl(),
         )
         if resource.price is None and spec.offer is not None:
             resource = resource.evolve(price=spec.offer.price)
         self._remember(resource)
         self._launch_prices[resource.id] = resource.price
         return resource
+
+    def _default_ttl(self) -> timedelta | None:
+        hours = self.settings.default_ttl_hours
+        return None if hours is None else timedelta(hours=hours)
 
     def _remember(self, resource: Resource) -> None:
         self._located[resource.id] = resource.provider
@@ -341,7 +348,11 @@ class AsyncClient:
         if ref in self._located:
             return ref, self._located[ref]
         # Launched by another process: the ledger knows where.
-        known = sorted({record.provider for record in self.ledger.locate(ref)})
+        try:
+            known = sorted({record.provider for record in self.ledger.locate(ref)})
+        except LedgerError as e:
+            logger.warning("%s; looking for %s on %s", e, ref, self.settings.default_provider)
+            known = []
         if len(known) > 1:
             raise ValidationError(
                 "provider",
@@ -352,7 +363,11 @@ class AsyncClient:
 
     def _launch_price(self, resource: Resource) -> Price | None:
         if resource.id not in self._launch_prices:
-            record = self.ledger.find_resource(resource.provider, resource.id)
+            try:
+                record = self.ledger.find_resource(resource.provider, resource.id)
+            except LedgerError as e:  # listing goes on from what the provider says
+                logger.warning("%s", e)
+                return None
             self._launch_prices[resource.id] = None if record is None else record.price
         return self._launch_prices[resource.id]
 
@@ -521,7 +536,11 @@ class AsyncClient:
             resource = await self.get(resource, provider=provider)
         if resource.is_terminal:
             # An ended launch's cost is final: the ledger closed it with that figure.
-            record = self.ledger.find_resource(resource.provider, resource.id)
+            try:
+                record = self.ledger.find_resource(resource.provider, resource.id)
+            except LedgerError as e:
+                logger.warning("%s", e)
+                record = None
             if record is not None and record.final_cost is not None:
                 return record.final_cost
         return _cost(self._with_launch_price(resource))
@@ -553,7 +572,9 @@ class AsyncClient:
         """
         from .lifecycle import reconcile
 
-        return await reconcile(self.ledger, self._providers_by_name(providers))
+        return await reconcile(
+            self.ledger, self._providers_by_name(providers), default_ttl=self._default_ttl()
+        )
 
     async def cleanup(
         self, *, dry_run: bool = True, providers: Sequence[str] | None = None
@@ -768,8 +789,35 @@ class Client:
 
         ``res = rc.launch(spec)`` leaves it running (detached); ``with rc.launch(spec)
         as res:`` terminates it when the block exits.
+
+        A Ctrl-C at any instant of the launch either returns the resource or
+        terminates it before ``KeyboardInterrupt`` propagates: one that lands as the
+        launch completes (when the loop's result would be dropped) is caught here.
         """
-        return Launch(self, self._call(self._async._launch, spec))
+        launched: list[Resource] = []
+
+        async def launch() -> Resource:
+            resource = await self._async._launch(spec)
+            launched.append(resource)  # kept even if the call's result is dropped
+            return resource
+
+        try:
+            return Launch(self, self._call(launch))
+        except BaseException:
+            if launched and not self._closed:
+                self._terminate_dropped(launched[0])
+            raise
+
+    def _terminate_dropped(self, resource: Resource) -> None:
+        """Terminate a launched resource the caller will never get (interrupted)."""
+        try:
+            self._portal.call(self._async.terminate, resource)
+        except BaseException:
+            logger.critical(
+                "interrupted launch: terminating %s failed; it may still run: "
+                "runctl terminate %s --provider %s", resource.id, resource.id,
+                resource.provider, exc_info=True,
+            )
 
     def get(self, resource: ResourceRef, *, provider: str | None = None) -> Resource:
         """See :meth:`AsyncClient.get`."""

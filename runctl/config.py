@@ -29,6 +29,7 @@ Secrets are held in :class:`Secret`, whose repr and str never show the value.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from collections.abc import Mapping
@@ -135,14 +136,19 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigurationError(f"{path}: cannot read config file: {e}") from e
 
 
-def _positive_number(name: str, value: object) -> float:
+def _positive_number(name: str, value: object, *, most: float = math.inf) -> float:
     try:
         number = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         number = -1.0
-    if number <= 0:
-        raise ConfigurationError(f"config {name}: {value!r} is not a number > 0")
+    if not 0 < number <= most or not math.isfinite(number):
+        limit = "" if most == math.inf else f" and at most {most:g}"
+        raise ConfigurationError(f"config {name}: {value!r} is not a finite number > 0{limit}")
     return number
+
+
+#: ``runctl.models.MAX_TTL`` in hours (not imported: config loads before the models).
+_MAX_TTL_HOURS = 3650 * 24.0
 
 
 def _optional_limit(name: str, value: object) -> float | None:
@@ -218,7 +224,8 @@ class Settings:
         default_provider: provider used when a spec names none.
         offer_timeout: seconds each provider gets to answer ``offers()``.
         max_snapshot_age_days: warn when the offline price snapshot is older.
-        default_ttl_hours: TTL applied to launches that set none (``None``: no TTL).
+        default_ttl_hours: TTL applied to launches that set none (24 hours unless
+            configured; at most ten years).
         max_hourly_spend: the most everything running may cost per hour, in USD,
             checked before each launch (``None``: no limit).
         max_total_spend: the most all launches in the ledger may cost, in USD, the new
@@ -231,7 +238,7 @@ class Settings:
     default_provider: str = "local"
     offer_timeout: float = 10.0
     max_snapshot_age_days: float = 30.0
-    default_ttl_hours: float | None = None
+    default_ttl_hours: float | None = 24.0
     max_hourly_spend: float | None = None
     max_total_spend: float | None = None
     providers: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict)
@@ -259,7 +266,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     def pick(key: str, default: Any) -> Any:
         return env.get(f"RUNCTL_{key.upper()}") or data.get(key, default)
 
-    ttl = pick("default_ttl_hours", None)
+    ttl = pick("default_ttl_hours", 24.0)
     return Settings(
         home=home,
         default_provider=str(pick("default_provider", "local")),
@@ -267,7 +274,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         max_snapshot_age_days=_positive_number(
             "max_snapshot_age_days", pick("max_snapshot_age_days", 30.0)
         ),
-        default_ttl_hours=None if ttl is None else _positive_number("default_ttl_hours", ttl),
+        default_ttl_hours=_positive_number("default_ttl_hours", ttl, most=_MAX_TTL_HOURS),
         max_hourly_spend=_optional_limit("max_hourly_spend", pick("max_hourly_spend", None)),
         max_total_spend=_optional_limit("max_total_spend", pick("max_total_spend", None)),
         providers=providers,

@@ -703,7 +703,12 @@ class LocalProvider(ProviderBase):
             else:
                 raw = "running"
         elif supervised:
-            raw = "starting" if proc is None else "terminating"
+            # Between the command's end and the supervisor recording it, it is still
+            # running as far as anyone can tell (unless a terminate was asked for).
+            if proc is None:
+                raw = "starting"
+            else:
+                raw = "terminating" if (directory / _TERMINATE_MARK).exists() else "running"
         elif legacy_starting and proc is None:
             raw = "starting"
         else:
