@@ -299,8 +299,9 @@ def startup_script(spec: LaunchSpec) -> str:
         ]
     for k, v in spec.env.items():
         lines.append(f"export {k}={shlex.quote(v)}")
-    # One string is a shell command (pipes, ``&&``); a list is run as exactly that argv.
-    if len(spec.command) == 1:
+    # The shell form (spec.shell) runs under sh -c; an argv, whatever its length, is
+    # quoted word by word so it runs as exactly that argv.
+    if spec.shell:
         command = f"sh -c {shlex.quote(spec.command[0])}"
     else:
         command = shlex.join(spec.command)
