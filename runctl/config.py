@@ -64,6 +64,9 @@ class Secret:
     def __init__(self, value: str, source: str) -> None:
         self._value = value
         self.source = source
+        from .errors import _remember_secret
+
+        _remember_secret(value)
 
     def reveal(self) -> str:
         """The secret itself. Only pass it to the provider; never log it."""

@@ -301,10 +301,7 @@ def startup_script(spec: LaunchSpec) -> str:
         lines.append(f"export {k}={shlex.quote(v)}")
     # The shell form (spec.shell) runs under sh -c; an argv, whatever its length, is
     # quoted word by word so it runs as exactly that argv.
-    if spec.shell:
-        command = f"sh -c {shlex.quote(spec.command[0])}"
-    else:
-        command = shlex.join(spec.command)
+    command = f"sh -c {shlex.quote(spec.command[0])}" if spec.shell else shlex.join(spec.command)
     if spec.image:
         env_flags = "".join(f" -e {k}" for k in spec.env)
         workdir = f" -w {shlex.quote(spec.workdir)}" if spec.workdir else ""
