@@ -304,13 +304,15 @@ class Ledger:
         except sqlite3.Error as e:
             if conn is not None:
                 conn.close()
-            if write or _reason(e) not in ("unavailable", "read-only"):
+            # Opening WAL for reading makes its -shm file: on a read-only home or a
+            # full disk that fails, and the file is read as it is instead.
+            if write or _reason(e) not in ("unavailable", "read-only", "full"):
                 raise self._error(e, write=write, doing="open") from e
         return self._open_read_only()
 
     def _open_read_only(self) -> sqlite3.Connection:
-        # A read-only home: WAL needs its -shm file, which cannot be made there; nobody
-        # can write this file meanwhile, so it is read as immutable.
+        # A read-only home (or a full disk): WAL needs its -shm file, which cannot be
+        # made there; nobody can write this file meanwhile, so it is read as immutable.
         uri = f"{self.path.resolve().as_uri()}?mode=ro&immutable=1"
         try:
             return sqlite3.connect(uri, uri=True, timeout=self._timeout, isolation_level=None)
