@@ -538,7 +538,10 @@ class LocalProvider(ProviderBase):
         sid = int(proc["pgid"]) if proc else None
         if resource.is_terminal and not (sid and _session_members(sid)):
             return resource
-        _touch(directory / _TERMINATE_MARK)
+        try:
+            _touch(directory / _TERMINATE_MARK)
+        except OSError as e:  # a read-only or full home: the signals below still end it
+            logger.warning("local: cannot mark %s as terminating: %s", resource_id, e)
         if proc is None:
             # Still starting: the supervisor checks the mark before it starts the command.
             resource = await self._await_started(resource_id)
@@ -565,11 +568,14 @@ class LocalProvider(ProviderBase):
     def _record_end(self, directory: Path, detail: str) -> None:
         if (directory / _STATUS).exists():
             return
-        _write_json(
-            directory / _STATUS,
-            {"exit_code": None, "reason": "terminated", "ended_at": _now().isoformat(),
-             "detail": detail},
-        )
+        try:
+            _write_json(
+                directory / _STATUS,
+                {"exit_code": None, "reason": "terminated", "ended_at": _now().isoformat(),
+                 "detail": detail},
+            )
+        except OSError as e:  # nothing runs any more; it shows as lost (FAILED) instead
+            logger.warning("local: cannot record the end of %s: %s", directory.name, e)
 
     async def _wait_gone(self, directory: Path, sid: int, seconds: float) -> bool:
         """Wait until nothing of the session runs and the end is recorded (or cannot be)."""
