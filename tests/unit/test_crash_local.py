@@ -273,3 +273,34 @@ async def test_a_huge_or_hostile_id_is_not_found_clearly(runctl_home, rid):
     with pytest.raises(NotFoundError):
         async for _ in local.logs(rid):
             pass
+
+
+@pytest.mark.anyio
+async def test_a_launch_cancelled_before_its_supervisor_runs_is_undone_at_once(runctl_home):
+    # Ctrl-C early in a launch: the cancellation lands right after the resource appears,
+    # before the supervisor is started. The undo finds it ended (lost), not provisioning.
+    import anyio
+
+    from runctl.ledger import Ledger
+    from runctl.lifecycle import launch_safely
+
+    class CancelledAfterPublish(LocalProvider):
+        scope: anyio.CancelScope
+
+        def _publish(self, staging: Path, directory: Path) -> bool:
+            done = super()._publish(staging, directory)
+            self.scope.cancel()
+            return done
+
+    local = CancelledAfterPublish(ProviderConfig(name="local", home=runctl_home,
+                                                 environ=dict(os.environ)))
+    ledger = Ledger(runctl_home / "ledger.sqlite3")
+    with anyio.CancelScope() as scope:
+        local.scope = scope
+        await launch_safely(local, spec("import time; time.sleep(600)", launch_id="early1"),
+                            ledger, settle=0.1, poll_interval=0.05, cleanup_timeout=60)
+    assert scope.cancelled_caught
+    record = ledger.get("early1")
+    assert record is not None and record.status == "closed"
+    assert record.note == "cancelled; terminated local-early1", record.note
+    assert (await local.get("local-early1")).is_terminal
