@@ -147,6 +147,7 @@ class AsyncClient:
         self._located: dict[str, str] = {}
         self._launch_prices: dict[str, Price | None] = {}
         self._ledger: Ledger | None = None
+        self._ledger_warned = False
 
     def __repr__(self) -> str:
         return f"<AsyncClient home={str(self.settings.home)!r} providers={sorted(self._providers)}>"
@@ -366,7 +367,9 @@ class AsyncClient:
             try:
                 record = self.ledger.find_resource(resource.provider, resource.id)
             except LedgerError as e:  # listing goes on from what the provider says
-                logger.warning("%s", e)
+                if not self._ledger_warned:
+                    self._ledger_warned = True
+                    logger.warning("%s; showing what the providers report", e)
                 return None
             self._launch_prices[resource.id] = None if record is None else record.price
         return self._launch_prices[resource.id]

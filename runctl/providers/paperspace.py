@@ -44,7 +44,8 @@ How a launch maps to Paperspace
       newest OS template named "ML-in-a-Box" that is available on that machine type.
     * The command runs from a run-once *startup script* (``POST /startup-scripts``,
       named ``runctl-<launch id>``) as root at first boot, with ``spec.env``
-      exported (one string runs under ``sh -c``, a list as exactly that argv); with
+      exported (the shell form, ``spec.shell``, runs under ``sh -c``; a list, even of
+      one item, as exactly that argv); with
       ``spec.image`` it runs in ``docker run --gpus all``. Its output
       goes to ``/var/log/runctl-<launch id>.log`` on the machine. The script is deleted
       when the machine is terminated. Env values are stored in the script at Paperspace.
