@@ -414,8 +414,11 @@ class Ledger:
         try:
             self._version()
             with self._connect(write=False) as conn:
+                # Damage inside a page passes a plain read of the header: check them all.
+                verdict = conn.execute("PRAGMA quick_check").fetchone()[0]
                 conn.execute("SELECT count(*) FROM launches").fetchone()
-            return None
+            if verdict == "ok":
+                return None
         except LedgerError as e:
             if e.reason not in ("corrupt", "missing"):
                 raise
