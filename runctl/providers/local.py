@@ -421,7 +421,7 @@ class LocalProvider(ProviderBase):
             return await self._await_started(resource_id)
         # A shell command is the explicit form (spec.shell); an argv never meets a shell.
         command = ["/bin/sh", "-c", spec.command[0]] if spec.shell else list(spec.command)
-        grace = float(spec.options.get("grace_seconds", self.grace_seconds))
+        grace = _option_number(spec, "grace_seconds", self.grace_seconds)
         meta = {
             "id": resource_id,
             "name": spec.name,
@@ -433,10 +433,10 @@ class LocalProvider(ProviderBase):
             "tags": spec.runctl_tags,
             "ttl_seconds": spec.ttl.total_seconds() if spec.ttl else None,
             "grace_seconds": grace,
-            "max_log_bytes": int(
-                float(spec.options.get("max_log_mb", self.max_log_mb)) * _MB
+            "max_log_bytes": int(_option_number(spec, "max_log_mb", self.max_log_mb) * _MB),
+            "log_backups": int(
+                _option_number(spec, "log_backups", self.log_backups, zero_ok=True)
             ),
-            "log_backups": int(spec.options.get("log_backups", self.log_backups)),
             "created_at": _now().isoformat(),
         }
         try:
@@ -764,6 +764,22 @@ def _setting_number(
 
         low = ">= 0" if zero_ok else "> 0"
         raise ConfigurationError(f"[providers.local] {key}: {raw!r} is not a number {low}")
+    return value
+
+
+def _option_number(
+    spec: LaunchSpec, key: str, default: float, *, zero_ok: bool = False
+) -> float:
+    raw = spec.options.get(key)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not (value >= 0 if zero_ok else value > 0) or value == float("inf"):
+        low = ">= 0" if zero_ok else "> 0"
+        raise ValidationError(f"options.{key}", f"{raw!r} is invalid", allowed=f"a number {low}")
     return value
 
 

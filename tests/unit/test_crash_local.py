@@ -304,3 +304,15 @@ async def test_a_launch_cancelled_before_its_supervisor_runs_is_undone_at_once(r
     assert record is not None and record.status == "closed"
     assert record.note == "cancelled; terminated local-early1", record.note
     assert (await local.get("local-early1")).is_terminal
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("option", [{"max_log_mb": "x"}, {"grace_seconds": "nan"},
+                                    {"log_backups": "-1"}])
+async def test_a_bad_option_is_a_validation_error_naming_it(runctl_home, option):
+    from runctl.errors import ValidationError
+
+    with pytest.raises(ValidationError) as info:
+        await provider(runctl_home).launch(spec("pass", options=option))
+    assert info.value.field == f"options.{next(iter(option))}"
+    assert not list((runctl_home / "providers" / "local").glob("local-*"))
