@@ -161,6 +161,39 @@ def test_sigkill_of_the_cli_at_random_points(tmp_path, command):
     assert data["leaks"] == 0 and data["ghosts"] == 0
 
 
+def test_ctrl_c_of_runctl_run_at_random_points(tmp_path):
+    """Ctrl-C (SIGINT) during `runctl run`: how long until it exits, and what is left."""
+    rng = random.Random(SEED + 2)
+    tally = Tally("Ctrl-C of `runctl run`")
+    waits: list[float] = []
+    for n in range(TRIALS):
+        home = _home(tmp_path, "ctrlc", n)
+        env = {**os.environ, "RUNCTL_HOME": str(home)}
+        cli = subprocess.Popen([PY, "-m", "runctl", "run", "--ttl", "10", "--", *SLEEPER],
+                               env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+        point = rng.choice(["early", "directory", "running"])
+        root = home / "providers" / "local"
+        if point == "early":
+            time.sleep(rng.uniform(0.3, 1.0))  # the interpreter has its SIGINT handler by then
+        else:
+            name = "meta.json" if point == "directory" else "process.json"
+            with contextlib.suppress(AssertionError):
+                until(lambda: cli.poll() is not None or any(root.glob(f"local-*/{name}")),
+                      f"{name} appears")
+        tally.outcomes[f"interrupted at: {point}"] += 1
+        sent = time.monotonic()
+        cli.send_signal(signal.SIGINT)
+        code = cli.wait(timeout=300)
+        waits.append(time.monotonic() - sent)
+        tally.outcomes[f"exit {code}"] += 1
+        tally.trials += 1
+        audit(home, tally)
+    tally.outcomes[f"slowest exit after Ctrl-C: {max(waits):.1f} s"] += 1
+    data = tally.report()
+    assert data["leaks"] == 0 and data["ghosts"] == 0
+
+
 def test_sigkill_of_the_supervisor_at_random_points(tmp_path):
     # A watcher kills one supervisor process, the first stage (before it forks) or the
     # daemon (before or after the command starts), a random moment after it appears.
