@@ -854,7 +854,10 @@ class _Log:
         while data:
             room = self.cap - self.size
             if room <= 0:
-                self._rotate()
+                try:
+                    self._rotate()
+                except OSError:  # a full or read-only disk: the output is lost, not the run
+                    return
                 continue
             part = data[:room]
             try:
@@ -877,7 +880,10 @@ class _Log:
         self.size = 0
 
     def close(self) -> None:
-        os.close(self.fd)
+        try:
+            os.close(self.fd)
+        except OSError:  # already closed by a rotation that could not reopen
+            pass
 
 
 def _daemonize(directory: Path) -> None:
