@@ -57,7 +57,7 @@ def bench(session: nox.Session) -> None:
 
 @nox.session
 def reliability(session: nox.Session) -> None:
-    """Fault-injection figures for docs/reliability.md: 1,000 cycles and 100 cancellations."""
+    """Figures for docs/reliability.md: 1,000 faulty cycles, 100 cancellations, machine faults."""
     session.install("-e", ".[test]")
     report = Path(session.create_tmp()) / "reliability.jsonl"
     report.unlink(missing_ok=True)

@@ -19,11 +19,29 @@ from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal, overload
 
-from .errors import MalformedResponseError
+from .errors import MalformedResponseError, redact_known
 
 __all__ = ["Fields", "hide_secrets", "malformed"]
 
 _BODY_SHOWN = 500
+#: Keys whose values carry the user's environment, scripts, commands or credentials,
+#: masked in a body kept on an error (a malformed *successful* answer holds them).
+_SECRET_KEY = (
+    "env", "environment", "token", "secret", "password", "passwd", "key", "auth",
+    "credential", "onstart", "script", "args", "command", "cmd", "user_data", "userdata",
+)
+
+
+def _scrub(data: object) -> object:
+    if isinstance(data, Mapping):
+        return {
+            k: "***" if isinstance(k, str) and any(s in k.lower() for s in _SECRET_KEY)
+            else _scrub(v)
+            for k, v in data.items()
+        }
+    if isinstance(data, (list, tuple)):
+        return [_scrub(v) for v in data]
+    return data
 
 
 HIDDEN = "***"
@@ -66,10 +84,12 @@ def malformed(
         body: the offending JSON, shown truncated; ``None`` to show none.
         secret: fields of ``body`` whose values are never shown (:func:`hide_secrets`).
     """
+    # Masked, then redacted, then cut: never a secret's prefix at the cut.
     shown = (
-        None
-        if body is None
-        else json.dumps(hide_secrets(body, secret), default=str)[:_BODY_SHOWN]
+        None if body is None
+        else redact_known(json.dumps(_scrub(hide_secrets(body, secret)), default=str))[
+            :_BODY_SHOWN
+        ]
     )
     return MalformedResponseError(what, provider=provider, body=shown)
 

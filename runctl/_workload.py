@@ -8,8 +8,9 @@ code. So a provider launches the command inside a small POSIX ``sh`` script,
 
 1. prints ``[runctl:<launch id>] start``;
 2. runs the command in the background: an argv exactly as given (each argument
-   quoted with :func:`shlex.quote`), a one-string command under ``sh -c`` (so
-   pipes and ``&&`` work); with a workdir, after ``cd`` into it. A TERM, INT or
+   quoted with :func:`shlex.quote`, however many there are), the shell form
+   (``LaunchSpec.shell``) under ``sh -c`` (so pipes and ``&&`` work); with a
+   workdir, after ``cd`` into it. A TERM, INT or
    HUP sent to the wrapper is passed on to the command as TERM;
 3. prints ``[runctl:<launch id>] exit <N>`` (the marker) once the command ends;
 4. keeps the container alive, so the provider neither restarts it nor calls it
@@ -62,14 +63,17 @@ def wrap_command(
     command: Sequence[str],
     launch_id: str,
     *,
+    shell: bool = False,
     workdir: str | None = None,
     keep_alive: str = KEEP_ALIVE,
 ) -> str:
     """The ``sh`` script that runs ``command`` and reports its end (see the module docstring).
 
     Args:
-        command: the user's command: an argv, or one string for ``sh -c``.
+        command: the user's command: an argv, or (``shell``) one string for ``sh -c``.
         launch_id: the launch id named in the markers (letters, digits, ``-``, ``_``).
+        shell: ``command`` is the shell form (``LaunchSpec.shell``); an argv, even of
+            one item, never meets a shell.
         workdir: a directory to run the command in.
         keep_alive: what to do after the marker; tests put ``:`` here so the script
             ends, exiting with the command's code.
@@ -78,9 +82,12 @@ def wrap_command(
         One line of POSIX ``sh``, to be run as ``sh -c <script>`` (:func:`shell_argv`).
 
     Raises:
-        ValueError: ``launch_id`` is not one (:class:`~runctl.models.LaunchSpec` checks it).
+        ValueError: ``launch_id`` is not one (:class:`~runctl.models.LaunchSpec` checks it),
+            or ``shell`` is set for more than one string.
     """
-    if len(command) == 1:
+    if shell:
+        if len(command) != 1:
+            raise ValueError("a shell command is one string")
         run = f"sh -c {shlex.quote(command[0])}"
     else:
         run = " ".join(shlex.quote(arg) for arg in command)

@@ -271,12 +271,46 @@ def cmd_catalog(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ttl(minutes: float | None) -> timedelta | None:
+    """``--ttl MINUTES`` as a duration: finite, > 0, at most MAX_TTL (or not given)."""
+    if minutes is None:
+        return None
+    import math
+
+    from .errors import ValidationError
+    from .models import MAX_TTL
+
+    most = MAX_TTL.total_seconds() / 60
+    if not math.isfinite(minutes) or not 0 < minutes <= most:
+        raise ValidationError(
+            "--ttl", f"{minutes!r} minutes is not a TTL", allowed=f"minutes > 0, at most {most:g}"
+        )
+    return timedelta(minutes=minutes)
+
+
+def _safe_stdout() -> None:
+    # Output is the job's own text: characters this terminal cannot show are replaced,
+    # never a crash (a pipe or a C locale is not UTF-8).
+    reconfigure = getattr(sys.stdout, "reconfigure", None)
+    if reconfigure is not None:
+        reconfigure(errors="replace")
+
+
 def _spec_from(args: argparse.Namespace) -> Any:
     from .models import LaunchSpec
 
     command = list(args.command)
     if command and command[0] == "--":
         command = command[1:]
+    if args.shell:
+        if len(command) != 1:
+            from .errors import ValidationError
+
+            raise ValidationError(
+                "--shell", f"{len(command)} arguments given",
+                allowed="one shell command after --, quoted: --shell -- 'a && b'",
+            )
+        command = command[0]
     env = {}
     for item in args.env or ():
         key, sep, value = item.partition("=")
@@ -312,7 +346,7 @@ def _spec_from(args: argparse.Namespace) -> Any:
         disk_gb=args.disk,
         workdir=args.workdir,
         tags=tags,
-        ttl=timedelta(minutes=args.ttl) if args.ttl is not None else None,
+        ttl=_ttl(args.ttl),
         ssh_public_key=ssh_public_key,
         options=options,
         **({"launch_id": args.launch_id} if args.launch_id else {}),
@@ -360,6 +394,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .errors import ValidationError
 
     spec = _spec_from(args)
+    _safe_stdout()
     with _client() as rc:
         try:
             result = rc.run(
@@ -537,6 +572,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
+    _safe_stdout()
     with _client() as rc:
         rid, provider = _resolve(rc, args.id, args.provider)
         for line in rc.logs(rid, follow=args.follow, provider=provider):
@@ -633,7 +669,11 @@ def _add_launch_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workdir", help="the directory the command runs in")
     p.add_argument("--tag", action="append", metavar="KEY=VALUE")
     p.add_argument("--ttl", type=_number(0, strict=True), metavar="MINUTES",
-                   help="terminate after this long")
+                   help="terminate after this long (default: default_ttl_hours, 24 h)")
+    p.add_argument(
+        "--shell", action="store_true",
+        help="the command is one shell string, run by sh -c (default: an argv, no shell)",
+    )
     p.add_argument("--launch-id", help="idempotency key: one launch per id")
     p.add_argument("--ssh-key", metavar="NAME",
                    help="an SSH key registered with the provider, by name (where one is needed)")

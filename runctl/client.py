@@ -44,6 +44,7 @@ from .cost import Money, Price
 from .cost import cost as _cost
 from .errors import (
     InvalidTransitionError,
+    LedgerError,
     ProviderTimeoutError,
     ResourceEndedError,
     RunctlError,
@@ -159,6 +160,7 @@ class AsyncClient:
         self._located: dict[str, str] = {}
         self._launch_prices: dict[str, Price | None] = {}
         self._ledger: Ledger | None = None
+        self._ledger_warned = False
 
     def __repr__(self) -> str:
         return f"<AsyncClient home={str(self.settings.home)!r} providers={sorted(self._providers)}>"
@@ -397,7 +399,7 @@ class AsyncClient:
         provider = self.provider(name)
         if spec.gpu is not None and spec.offer is None:
             _check_gpu(spec.gpu, name)
-        from .lifecycle import Budget, apply_default_ttl, launch_safely
+        from .lifecycle import Budget, launch_safely
 
         if spec.nodes > 1 and not provider.capabilities.multi_node:
             raise UnsupportedOperationError(
@@ -406,17 +408,22 @@ class AsyncClient:
                 f"nodes={spec.nodes} was asked; use a provider with the multi_node capability",
             )
 
-        spec = apply_default_ttl(spec, self.settings.default_ttl_hours)
-        # Budget check, ledger intent/confirm, idempotency by launch id, and a shielded
-        # cleanup of whatever was created if the launch is cancelled or interrupted.
+        # Budget check, ledger intent/confirm, idempotency by launch id, the default TTL
+        # (recorded as such), and a shielded cleanup of whatever was created if the
+        # launch is cancelled or interrupted.
         resource = await launch_safely(
-            provider, spec, self.ledger, budget=Budget.from_settings(self.settings)
+            provider, spec, self.ledger, budget=Budget.from_settings(self.settings),
+            default_ttl=self._default_ttl(),
         )
         if resource.price is None and spec.offer is not None:
             resource = resource.evolve(price=spec.expected_price)
         self._remember(resource)
         self._launch_prices[resource.id] = resource.price
         return resource
+
+    def _default_ttl(self) -> timedelta | None:
+        hours = self.settings.default_ttl_hours
+        return None if hours is None else timedelta(hours=hours)
 
     def _remember(self, resource: Resource) -> None:
         self._located[resource.id] = resource.provider
@@ -435,7 +442,11 @@ class AsyncClient:
         if ref in self._located:
             return ref, self._located[ref]
         # Launched by another process: the ledger knows where.
-        known = sorted({record.provider for record in self.ledger.locate(ref)})
+        try:
+            known = sorted({record.provider for record in self.ledger.locate(ref)})
+        except LedgerError as e:
+            logger.warning("%s; looking for %s on %s", e, ref, self.settings.default_provider)
+            known = []
         if len(known) > 1:
             raise ValidationError(
                 "provider",
@@ -446,7 +457,13 @@ class AsyncClient:
 
     def _launch_price(self, resource: Resource) -> Price | None:
         if resource.id not in self._launch_prices:
-            record = self.ledger.find_resource(resource.provider, resource.id)
+            try:
+                record = self.ledger.find_resource(resource.provider, resource.id)
+            except LedgerError as e:  # listing goes on from what the provider says
+                if not self._ledger_warned:
+                    self._ledger_warned = True
+                    logger.warning("%s; showing what the providers report", e)
+                return None
             self._launch_prices[resource.id] = None if record is None else record.price
         return self._launch_prices[resource.id]
 
@@ -774,7 +791,11 @@ class AsyncClient:
             resource = await self.get(resource, provider=provider)
         if resource.is_terminal:
             # An ended launch's cost is final: the ledger closed it with that figure.
-            record = self.ledger.find_resource(resource.provider, resource.id)
+            try:
+                record = self.ledger.find_resource(resource.provider, resource.id)
+            except LedgerError as e:
+                logger.warning("%s", e)
+                record = None
             if record is not None and record.final_cost is not None:
                 return record.final_cost
         return _cost(self._with_launch_price(resource))
@@ -816,7 +837,7 @@ class AsyncClient:
         from .lifecycle import reconcile
 
         built, errors = self._providers_by_name(providers)
-        report = await reconcile(self.ledger, built)
+        report = await reconcile(self.ledger, built, default_ttl=self._default_ttl())
         return attrs.evolve(report, errors={**errors, **report.errors}) if errors else report
 
     async def cleanup(
@@ -1087,8 +1108,35 @@ class Client:
 
         ``res = rc.launch(spec)`` leaves it running (detached); ``with rc.launch(spec)
         as res:`` terminates it when the block exits.
+
+        A Ctrl-C at any instant of the launch either returns the resource or
+        terminates it before ``KeyboardInterrupt`` propagates: one that lands as the
+        launch completes (when the loop's result would be dropped) is caught here.
         """
-        return Launch(self, self._call(self._async._launch, spec))
+        launched: list[Resource] = []
+
+        async def launch() -> Resource:
+            resource = await self._async._launch(spec)
+            launched.append(resource)  # kept even if the call's result is dropped
+            return resource
+
+        try:
+            return Launch(self, self._call(launch))
+        except BaseException:
+            if launched and not self._closed:
+                self._terminate_dropped(launched[0])
+            raise
+
+    def _terminate_dropped(self, resource: Resource) -> None:
+        """Terminate a launched resource the caller will never get (interrupted)."""
+        try:
+            self._portal.call(self._async.terminate, resource)
+        except BaseException:
+            logger.critical(
+                "interrupted launch: terminating %s failed; it may still run: "
+                "runctl terminate %s --provider %s", resource.id, resource.id,
+                resource.provider, exc_info=True,
+            )
 
     def get(self, resource: ResourceRef, *, provider: str | None = None) -> Resource:
         """See :meth:`AsyncClient.get`."""

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import difflib
 import logging
+import math
 import os
 import re
 import sys
@@ -52,6 +53,8 @@ __all__ = [
     "Settings",
     "config_problems",
     "load_settings",
+    "open_private",
+    "private_dir",
     "runctl_home",
 ]
 
@@ -96,6 +99,9 @@ class Secret:
     def __init__(self, value: str, source: str) -> None:
         self._value = value
         self.source = source
+        from .errors import _remember_secret
+
+        _remember_secret(value)
 
     def reveal(self) -> str:
         """The secret itself. Only pass it to the provider; never log it."""
@@ -129,6 +135,30 @@ def runctl_home(environ: Mapping[str, str] | None = None) -> Path:
     return Path(base) / "runctl"
 
 
+def private_dir(path: Path) -> Path:
+    """Create ``path`` and its missing parents readable by this user only (mode 0700).
+
+    Everything runctl keeps in its home (the ledger, local resources' logs and
+    metadata) is the user's business alone. Directories that exist are left as they are.
+    """
+    missing = []
+    current = path
+    while not current.exists() and current != current.parent:
+        missing.append(current)
+        current = current.parent
+    for directory in reversed(missing):
+        try:
+            directory.mkdir(mode=0o700)
+        except FileExistsError:
+            pass
+    return path
+
+
+def open_private(path: Path, flags: int = os.O_WRONLY | os.O_CREAT | os.O_APPEND) -> int:
+    """Open ``path`` with ``flags``, created readable and writable by this user only (0600)."""
+    return os.open(path, flags | getattr(os, "O_CLOEXEC", 0), 0o600)
+
+
 def _read_toml(path: Path) -> dict[str, Any]:
     if sys.version_info >= (3, 11):
         import tomllib
@@ -144,14 +174,19 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigurationError(f"{path}: cannot read config file: {e}") from e
 
 
-def _positive_number(name: str, value: object) -> float:
+def _positive_number(name: str, value: object, *, most: float = math.inf) -> float:
     try:
         number = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         number = -1.0
-    if number <= 0:
-        raise ConfigurationError(f"config {name}: {value!r} is not a number > 0")
+    if not 0 < number <= most or not math.isfinite(number):
+        limit = "" if most == math.inf else f" and at most {most:g}"
+        raise ConfigurationError(f"config {name}: {value!r} is not a finite number > 0{limit}")
     return number
+
+
+#: ``runctl.models.MAX_TTL`` in hours (not imported: config loads before the models).
+_MAX_TTL_HOURS = 3650 * 24.0
 
 
 def _optional_limit(name: str, value: object) -> float | None:
@@ -228,7 +263,8 @@ class Settings:
         default_provider: provider used when a spec names none.
         offer_timeout: seconds each provider gets to answer ``offers()``.
         max_snapshot_age_days: warn when the offline price snapshot is older.
-        default_ttl_hours: TTL applied to launches that set none (``None``: no TTL).
+        default_ttl_hours: TTL applied to launches that set none (24 hours unless
+            configured; at most ten years).
         max_hourly_spend: the most everything running may cost per hour, in USD,
             checked before each launch (``None``: no limit).
         max_total_spend: the most all launches in the ledger may cost, in USD, the new
@@ -241,7 +277,7 @@ class Settings:
     default_provider: str = "local"
     offer_timeout: float = 10.0
     max_snapshot_age_days: float = 30.0
-    default_ttl_hours: float | None = None
+    default_ttl_hours: float | None = 24.0
     max_hourly_spend: float | None = None
     max_total_spend: float | None = None
     providers: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict, repr=_repr_tables)
@@ -277,7 +313,7 @@ def _settings_from(
     for problem in _unknown_keys(data) if warn else ():
         logger.warning("%s: %s", home / "config.toml", problem)
 
-    ttl = pick("default_ttl_hours", None)
+    ttl = pick("default_ttl_hours", 24.0)
     return Settings(
         home=home,
         default_provider=str(pick("default_provider", "local")),
@@ -285,7 +321,7 @@ def _settings_from(
         max_snapshot_age_days=_positive_number(
             "max_snapshot_age_days", pick("max_snapshot_age_days", 30.0)
         ),
-        default_ttl_hours=None if ttl is None else _positive_number("default_ttl_hours", ttl),
+        default_ttl_hours=_positive_number("default_ttl_hours", ttl, most=_MAX_TTL_HOURS),
         max_hourly_spend=_optional_limit("max_hourly_spend", pick("max_hourly_spend", None)),
         max_total_spend=_optional_limit("max_total_spend", pick("max_total_spend", None)),
         providers=providers,

@@ -215,6 +215,12 @@ def _check_duration(_: object, attribute: attrs.Attribute[timedelta], value: tim
 
 
 def _check_nonnegative_money(_: object, attribute: attrs.Attribute[Money], value: Money) -> None:
+    if not isinstance(value, Money):
+        raise ValidationError(
+            attribute.name,
+            f"{type(value).__name__} is not Money",
+            allowed="Money(amount, currency)",
+        )
     if value.amount < 0:
         raise ValidationError(attribute.name, f"{value} is negative", allowed="an amount >= 0")
 

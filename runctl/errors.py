@@ -9,7 +9,8 @@ attribute of these errors ever holds a credential.
 
     RunctlError
     ├── ConfigurationError                 settings or credentials are missing or wrong
-    │   └── MissingCredentialsError        a provider has no credentials here
+    │   ├── MissingCredentialsError        a provider has no credentials here
+    │   └── LedgerError                    the ledger cannot be read or written (corrupt, full ...)
     ├── ValidationError (ValueError)       bad input; names the field and the allowed values
     │   └── CurrencyMismatchError          two currencies met with no rate to convert
     ├── PluginError                        a provider plugin is broken or clashes with another
@@ -48,6 +49,7 @@ __all__ = [
     "ConflictError",
     "CurrencyMismatchError",
     "InvalidTransitionError",
+    "LedgerError",
     "LifecycleError",
     "MalformedResponseError",
     "MissingCredentialsError",
@@ -72,6 +74,25 @@ class RunctlError(Exception):
     """Base of every error runctl raises on purpose."""
 
 
+#: Every credential value this process holds (each :class:`~runctl.config.Secret` adds
+#: its own), so an error body is redacted before it is kept, whoever built the error.
+_KNOWN_SECRETS: set[str] = set()
+_MASK = "***"
+
+
+def _remember_secret(value: str) -> None:
+    if len(value) >= 4:
+        _KNOWN_SECRETS.add(value)
+
+
+def redact_known(text: str) -> str:
+    """``text`` with every credential this process holds replaced by ``***``."""
+    for secret in sorted(_KNOWN_SECRETS, key=len, reverse=True):
+        if secret in text:
+            text = text.replace(secret, _MASK)
+    return text
+
+
 class ConfigurationError(RunctlError):
     """A setting or credential is missing or malformed."""
 
@@ -92,6 +113,23 @@ class MissingCredentialsError(ConfigurationError):
         if hint:
             message += f". {hint}"
         super().__init__(message)
+
+
+class LedgerError(ConfigurationError):
+    """The ledger (``ledger.sqlite3``) cannot be read or written.
+
+    Attributes:
+        path: the database file.
+        reason: ``"corrupt"``, ``"read-only"``, ``"full"`` (no space, or an I/O
+            error), ``"locked"`` (another process held it past the timeout),
+            ``"missing"`` (deleted or replaced while in use), ``"bad-row"`` or
+            ``"unavailable"``.
+    """
+
+    def __init__(self, path: object, reason: str, message: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(f"ledger {path}: {message}")
 
 
 class ValidationError(RunctlError, ValueError):
@@ -161,7 +199,8 @@ class ProviderError(RunctlError):
         self.provider = provider
         self.status = status
         self.request_id = request_id
-        self.body = body
+        # Redacted here, whoever built the error: a body is kept and may be shown.
+        self.body = None if body is None else redact_known(body)
         self.message = message
         super().__init__(message)
 

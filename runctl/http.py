@@ -415,7 +415,8 @@ class HttpApi:
             text = response.text
         except (UnicodeDecodeError, httpx.ResponseNotRead):
             return ""
-        return self.redact(text[:_BODY_LIMIT])
+        # Redacted before it is cut: a cut through a key would leave its prefix.
+        return self.redact(text)[:_BODY_LIMIT]
 
     def error_for(self, response: httpx.Response) -> ProviderError:
         """Map an error response to the error tree (the provider's ``classify`` first)."""

@@ -325,14 +325,18 @@ async def collect_pages(
 # --- shell scripts ------------------------------------------------------------------------------
 
 
-def shell_command(command: Sequence[str]) -> str:
+def shell_command(command: Sequence[str], *, shell: bool) -> str:
     """``command`` as one ``sh`` command line.
 
-    One string is a shell command (pipes, ``&&``), run under ``sh -c``; a list is an
-    argv, each argument quoted, so it runs as exactly that.
+    Args:
+        command: an argv, each argument quoted so it runs as exactly that (one element
+            included: never through a shell); or, with ``shell``, one shell command
+            line (pipes, ``&&``), run under ``sh -c``.
+        shell: the command is the shell form (``LaunchSpec.shell``).
     """
-    if len(command) == 1:
-        return f"sh -c {shlex.quote(command[0])}"
+    if shell:
+        (line,) = command
+        return f"sh -c {shlex.quote(line)}"
     return shlex.join(command)
 
 

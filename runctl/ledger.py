@@ -21,12 +21,24 @@ read and write it at once. Each operation opens its own short connection, so a
 :class:`Ledger` object can be shared between threads and event loops.
 
 The ledger never stores a launch's environment, command or SSH key (they may
-hold secrets): only its name, tags, TTL and price.
+hold secrets): only its name, tags, TTL (and where it came from) and price.
+
+The ledger is not a single point of failure. Reading never waits behind a
+writer (WAL readers, and a ledger already created takes no write lock to be
+read); a row that cannot be read is reported (a warning) and skipped; a
+read-only home or a full disk is an error for writes only; a corrupt file is
+moved aside by :meth:`Ledger.rebuild`, which :func:`runctl.lifecycle.reconcile`
+calls before rebuilding the records from what the providers report. Every
+failure is a :class:`~runctl.errors.LedgerError` saying which of these it is.
 """
 
 from __future__ import annotations
 
+import errno
+import logging
+import os
 import sqlite3
+from collections.abc import Callable
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
@@ -36,20 +48,26 @@ from typing import TYPE_CHECKING, Any, Literal
 import attrs
 
 from .cost import Money, Price
-from .errors import ConfigurationError, ValidationError
-from .models import TAG_LAUNCH_ID, TAG_TTL, ResourceState
+from .errors import LedgerError, ValidationError
+from .models import MAX_TTL, TAG_LAUNCH_ID, TAG_TTL, ResourceState
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
 
     from .models import LaunchSpec, Resource
 
-__all__ = ["SCHEMA_VERSION", "LaunchRecord", "Ledger", "RecordStatus", "Spend"]
+__all__ = ["SCHEMA_VERSION", "LaunchRecord", "Ledger", "RecordStatus", "Spend", "TtlSource"]
+
+logger = logging.getLogger("runctl.ledger")
 
 #: Version of the database layout, kept in SQLite's ``user_version``.
-SCHEMA_VERSION = 1
+#: 2: ``ttl_source`` says where each record's TTL came from.
+SCHEMA_VERSION = 2
 
 RecordStatus = Literal["pending", "open", "closed"]
+#: Where a record's TTL came from: the launch's own, runctl's default, the resource's
+#: ``runctl-ttl`` tag (adopted resources), or none (records written before schema 2).
+TtlSource = Literal["spec", "default", "tag", "none"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS launches (
@@ -60,6 +78,7 @@ CREATE TABLE IF NOT EXISTS launches (
     name         TEXT,
     tags         TEXT NOT NULL DEFAULT '{}',
     ttl_seconds  INTEGER,
+    ttl_source   TEXT,
     price        TEXT,
     state        TEXT,
     intent_at    TEXT NOT NULL,
@@ -76,6 +95,34 @@ CREATE UNIQUE INDEX IF NOT EXISTS launches_resource
     ON launches (provider, resource_id) WHERE resource_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS launches_status ON launches (status);
 """
+#: Each step from version N - 1 to N, run in the transaction that creates the schema.
+_MIGRATIONS: dict[int, tuple[str, ...]] = {
+    2: (
+        "ALTER TABLE launches ADD COLUMN ttl_source TEXT",
+        "UPDATE launches SET ttl_source = "
+        "CASE WHEN ttl_seconds IS NULL THEN 'none' ELSE 'spec' END",
+    ),
+}
+#: SQLite's primary result codes that say what went wrong, as LedgerError reasons.
+_SQLITE_REASONS = {
+    5: "locked",  # SQLITE_BUSY
+    6: "locked",  # SQLITE_LOCKED
+    8: "read-only",  # SQLITE_READONLY
+    10: "full",  # SQLITE_IOERR: a write the disk refused
+    11: "corrupt",  # SQLITE_CORRUPT
+    13: "full",  # SQLITE_FULL
+    14: "unavailable",  # SQLITE_CANTOPEN
+    26: "corrupt",  # SQLITE_NOTADB
+}
+_HINTS = {
+    "locked": "another process held the ledger longer than the timeout; try again",
+    "read-only": "the runctl home is read-only; listing works, launching needs it writable",
+    "full": "the disk is full (or refused the write); free space and try again",
+    "corrupt": "the file is damaged; `runctl reconcile` moves it aside and rebuilds it "
+    "from what the providers report",
+    "missing": "the file was deleted or replaced while in use; `runctl reconcile` rebuilds it",
+    "unavailable": "cannot open the file",
+}
 
 
 def _utcnow() -> datetime:
@@ -108,6 +155,7 @@ class LaunchRecord:
         name: the launch's name.
         tags: the tags put on the resource.
         ttl: time to live from creation, when set.
+        ttl_source: where the TTL came from (:data:`TtlSource`).
         price: the price it was launched at (the expected one while pending).
         state: the last state observed.
         intent_at: when the intent was written.
@@ -126,6 +174,7 @@ class LaunchRecord:
     name: str | None = None
     tags: dict[str, str] = attrs.field(factory=dict)
     ttl: timedelta | None = None
+    ttl_source: TtlSource = "none"
     price: Price | None = None
     state: ResourceState | None = None
     intent_at: datetime
@@ -160,7 +209,10 @@ class LaunchRecord:
         """When the TTL runs out (``None``: no TTL)."""
         if self.ttl is None:
             return None
-        return (self.created_at or self.confirmed_at or self.intent_at) + self.ttl
+        try:
+            return (self.created_at or self.confirmed_at or self.intent_at) + self.ttl
+        except OverflowError:  # beyond year 9999: never
+            return None
 
 
 @attrs.frozen(kw_only=True)
@@ -206,14 +258,26 @@ class Ledger:
 
     # --- connection -------------------------------------------------------------------------
 
+    def _error(self, e: BaseException, *, write: bool, doing: str) -> LedgerError:
+        reason = _reason(e)
+        if reason == "unavailable" and write and not _writable(self.path.parent):
+            reason = "read-only"
+        if reason == "missing":
+            self._ready = False  # the next use creates the schema again
+        return LedgerError(self.path, reason, f"cannot {doing}: {e} ({_HINTS[reason]})")
+
     @contextmanager
     def _connect(self, *, write: bool) -> Iterator[sqlite3.Connection]:
         if not self._ready:
-            self._create()
-        try:
-            conn = sqlite3.connect(self.path, timeout=self._timeout, isolation_level=None)
-        except sqlite3.Error as e:
-            raise ConfigurationError(f"ledger {self.path}: cannot open: {e}") from e
+            self._create(write=write)
+        if not write and not self.path.exists():
+            # Nothing recorded (and maybe a read-only home): an empty ledger answers.
+            conn = sqlite3.connect(":memory:", isolation_level=None)
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+        else:
+            conn = self._open(write=write)
         try:
             conn.row_factory = sqlite3.Row
             conn.execute(f"PRAGMA busy_timeout = {int(self._timeout * 1000)}")
@@ -225,45 +289,164 @@ class Ledger:
                 conn.execute("ROLLBACK")
                 raise
             conn.execute("COMMIT")
-        except sqlite3.Error as e:
-            raise ConfigurationError(f"ledger {self.path}: {e}") from e
+        except (sqlite3.Error, OSError) as e:
+            raise self._error(e, write=write, doing="write" if write else "read") from e
         finally:
             conn.close()
 
-    def _create(self) -> None:
+    def _open(self, *, write: bool) -> sqlite3.Connection:
+        conn = None
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(self.path, timeout=self._timeout, isolation_level=None)
-        except (OSError, sqlite3.Error) as e:
-            raise ConfigurationError(f"ledger {self.path}: cannot open: {e}") from e
+            if not write:
+                conn.execute("PRAGMA schema_version")  # the file is opened here
+            return conn
+        except sqlite3.Error as e:
+            if conn is not None:
+                conn.close()
+            # Opening WAL for reading makes its -shm file: on a read-only home or a
+            # full disk that fails, and the file is read as it is instead.
+            if write or _reason(e) not in ("unavailable", "read-only", "full"):
+                raise self._error(e, write=write, doing="open") from e
+        return self._open_read_only()
+
+    def _open_read_only(self) -> sqlite3.Connection:
+        # A read-only home (or a full disk): WAL needs its -shm file, which cannot be
+        # made there; nobody can write this file meanwhile, so it is read as immutable.
+        uri = f"{self.path.resolve().as_uri()}?mode=ro&immutable=1"
+        try:
+            return sqlite3.connect(uri, uri=True, timeout=self._timeout, isolation_level=None)
+        except sqlite3.Error as e:
+            raise self._error(e, write=False, doing="open") from e
+
+    def _create(self, *, write: bool = True) -> None:
+        """Create or migrate the schema; a ledger already current is only read."""
+        if not self.path.exists():
+            if not write:
+                # Made on first use where it can be; where it cannot (a read-only home),
+                # reading finds nothing rather than failing.
+                try:
+                    self._create(write=True)
+                except LedgerError as e:
+                    if e.reason != "read-only":
+                        raise
+                return
+            self._make_file()
+            version = 0  # just made: empty
+        else:
+            version = self._version()
+        if version == SCHEMA_VERSION:
+            self._ready = True
+            return
+        if version > SCHEMA_VERSION:
+            raise LedgerError(
+                self.path, "unavailable",
+                f"written by a newer runctl (schema {version}, this runctl reads up to "
+                f"{SCHEMA_VERSION}); upgrade runctl",
+            )
+        try:
+            conn = sqlite3.connect(self.path, timeout=self._timeout, isolation_level=None)
+        except sqlite3.Error as e:
+            raise self._error(e, write=True, doing="open") from e
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(self._timeout * 1000)}")
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("BEGIN IMMEDIATE")
             version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                conn.execute("ROLLBACK")
-                raise ConfigurationError(
-                    f"ledger {self.path}: written by a newer runctl (schema {version}, "
-                    f"this runctl reads up to {SCHEMA_VERSION}); upgrade runctl"
-                )
+            fresh = conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'launches'"
+            ).fetchone() is None
             # Not executescript: it would commit the transaction taken above.
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    conn.execute(statement)
+            if fresh:
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+            else:
+                for step in range(max(version, 1) + 1, SCHEMA_VERSION + 1):
+                    for statement in _MIGRATIONS[step]:
+                        conn.execute(statement)
             if version < SCHEMA_VERSION:
                 conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             conn.execute("COMMIT")
         except sqlite3.Error as e:
-            raise ConfigurationError(f"ledger {self.path}: cannot create: {e}") from e
+            raise self._error(e, write=True, doing="create its tables") from e
         finally:
             conn.close()
         self._ready = True
 
+    def _make_file(self) -> None:
+        from .config import private_dir
+
+        try:
+            private_dir(self.path.parent)
+            # Created private (0600); SQLite gives its -wal and -shm files the same mode.
+            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
+        except OSError as e:
+            reason = _reason(e)
+            raise LedgerError(
+                self.path, reason, f"cannot create the file: {e} ({_HINTS[reason]})"
+            ) from e
+
+    def _version(self) -> int:
+        conn = self._open(write=False)
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {int(self._timeout * 1000)}")
+            version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+            if 0 < version <= SCHEMA_VERSION and conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'launches'"
+            ).fetchone() is None:
+                return 0
+            return version
+        except sqlite3.Error as e:
+            raise self._error(e, write=False, doing="read") from e
+        finally:
+            conn.close()
+
+    def rebuild(self) -> Path | None:
+        """Move a corrupt ledger file aside and start an empty one.
+
+        :func:`runctl.lifecycle.reconcile` calls this when the ledger is corrupt, then
+        records what the providers report.
+
+        Returns:
+            Where the damaged file was moved (``None``: it was readable, so kept).
+        """
+        try:
+            self._version()
+            with self._connect(write=False) as conn:
+                # Damage inside a page passes a plain read of the header: check them all.
+                verdict = conn.execute("PRAGMA quick_check").fetchone()[0]
+                conn.execute("SELECT count(*) FROM launches").fetchone()
+            if verdict == "ok":
+                return None
+        except LedgerError as e:
+            if e.reason not in ("corrupt", "missing"):
+                raise
+        stamp = _utcnow().strftime("%Y%m%dT%H%M%S%f")
+        aside = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
+        try:
+            os.replace(self.path, aside)
+            for suffix in ("-wal", "-shm"):
+                extra = self.path.with_name(self.path.name + suffix)
+                if extra.exists():
+                    os.replace(extra, aside.with_name(aside.name + suffix))
+        except OSError as e:
+            raise LedgerError(self.path, "read-only", f"cannot move it aside: {e}") from e
+        logger.warning("ledger %s was corrupt: moved to %s; rebuilding it", self.path, aside)
+        self._ready = False
+        self._create()
+        return aside
+
     # --- writing ----------------------------------------------------------------------------
 
     def record_intent(
-        self, spec: LaunchSpec, *, provider: str, price: Price | None = None
+        self,
+        spec: LaunchSpec,
+        *,
+        provider: str,
+        price: Price | None = None,
+        ttl_source: TtlSource | None = None,
+        guard: Callable[[Callable[[str], Spend]], None] | None = None,
     ) -> LaunchRecord:
         """Write that ``spec`` is about to be launched on ``provider``.
 
@@ -271,10 +454,24 @@ class Ledger:
         retried launch finds its earlier attempt; a record closed because its launch
         created nothing is made pending again.
 
+        Args:
+            spec: the launch.
+            provider: where it is launched.
+            price: the price it is expected to cost.
+            ttl_source: where ``spec.ttl`` came from (default ``"spec"``, or
+                ``"none"`` without a TTL).
+            guard: called before a new intent is written, in the same ``BEGIN
+                IMMEDIATE`` transaction, with a function giving the ledger's
+                :class:`Spend` in a currency; what it raises aborts the intent. So a
+                budget check and the intent it allows are one step, across processes.
+
         Raises:
             ValidationError: the launch id is already recorded for another provider.
+            LedgerError: the ledger cannot be written.
         """
         now = _iso(_utcnow())
+        source = ttl_source or ("none" if spec.ttl is None else "spec")
+        ttl_seconds = None if spec.ttl is None else spec.ttl.total_seconds()
         with self._connect(write=True) as conn:
             row = conn.execute(
                 "SELECT * FROM launches WHERE launch_id = ?", (spec.launch_id,)
@@ -289,30 +486,38 @@ class Ledger:
                     )
                 if not (record.is_closed and record.resource_id is None):
                     return record
+                if guard is not None:
+                    guard(lambda currency: self._spend(conn, currency, None))
                 # An earlier attempt created nothing: this one starts afresh.
                 conn.execute(
                     "UPDATE launches SET status = 'pending', price = ?, currency = ?, "
+                    "ttl_seconds = ?, ttl_source = ?, "
                     "intent_at = ?, ended_at = NULL, final_cost = NULL, state = NULL, "
                     "note = NULL, updated_at = ? WHERE launch_id = ?",
                     (
                         _dump_price(price),
                         None if price is None else price.currency,
+                        ttl_seconds,
+                        source,
                         now,
                         now,
                         spec.launch_id,
                     ),
                 )
                 return self._get(conn, spec.launch_id)
+            if guard is not None:
+                guard(lambda currency: self._spend(conn, currency, None))
             conn.execute(
                 "INSERT INTO launches (launch_id, provider, status, name, tags, ttl_seconds, "
-                "price, currency, intent_at, updated_at) "
-                "VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?)",
+                "ttl_source, price, currency, intent_at, updated_at) "
+                "VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     spec.launch_id,
                     provider,
                     spec.name,
                     _dump_tags(spec.runctl_tags),
-                    None if spec.ttl is None else int(spec.ttl.total_seconds()),
+                    ttl_seconds,
+                    source,
                     _dump_price(price),
                     None if price is None else price.currency,
                     now,
@@ -353,10 +558,14 @@ class Ledger:
             )
             return self._get(conn, launch_id)
 
-    def adopt(self, resource: Resource, *, note: str) -> LaunchRecord:
+    def adopt(
+        self, resource: Resource, *, note: str, default_ttl: timedelta | None = None
+    ) -> LaunchRecord:
         """Record a resource runctl launched but this ledger never heard of.
 
         The launch id comes from the resource's tags (a fresh one when it has none).
+        The TTL is the resource's ``runctl-ttl`` tag, else ``default_ttl``, so that
+        :func:`~runctl.lifecycle.cleanup` ends an adopted resource too once it is past it.
         An existing record for the same resource is returned unchanged.
         """
         launch_id = resource.launch_id or resource.tags.get(TAG_LAUNCH_ID)
@@ -372,19 +581,23 @@ class Ledger:
                 "SELECT 1 FROM launches WHERE launch_id = ?", (launch_id,)
             ).fetchone():
                 launch_id = f"adopted-{resource.provider}-{resource.id}"[:64]
-            ttl = resource.tags.get(TAG_TTL)
+            ttl = _tag_ttl(resource.tags.get(TAG_TTL))
+            source: TtlSource = "tag"
+            if ttl is None:
+                ttl, source = default_ttl, "none" if default_ttl is None else "default"
             conn.execute(
                 "INSERT INTO launches (launch_id, provider, status, resource_id, name, tags, "
-                "ttl_seconds, price, currency, state, intent_at, confirmed_at, created_at, "
-                "started_at, note, updated_at) "
-                "VALUES (?, ?, 'open', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "ttl_seconds, ttl_source, price, currency, state, intent_at, confirmed_at, "
+                "created_at, started_at, note, updated_at) "
+                "VALUES (?, ?, 'open', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     launch_id,
                     resource.provider,
                     resource.id,
                     resource.name,
                     _dump_tags(resource.tags),
-                    int(ttl) if ttl and ttl.isdigit() else None,
+                    None if ttl is None else ttl.total_seconds(),
+                    source,
                     _dump_price(resource.price),
                     None if resource.price is None else resource.price.currency,
                     resource.state.value,
@@ -453,29 +666,25 @@ class Ledger:
     # --- reading ----------------------------------------------------------------------------
 
     def get(self, launch_id: str) -> LaunchRecord | None:
-        """The record for ``launch_id``, or ``None``."""
+        """The record for ``launch_id``, or ``None`` (also for a row that cannot be read)."""
         with self._connect(write=False) as conn:
-            row = conn.execute(
-                "SELECT * FROM launches WHERE launch_id = ?", (launch_id,)
-            ).fetchone()
-            return None if row is None else _record(row)
+            found = _records(conn, "SELECT * FROM launches WHERE launch_id = ?", (launch_id,))
+            return found[0] if found else None
 
     def find_resource(self, provider: str, resource_id: str) -> LaunchRecord | None:
         """The record of the launch that created ``resource_id`` on ``provider``, or ``None``."""
         with self._connect(write=False) as conn:
-            row = conn.execute(
+            found = _records(
+                conn,
                 "SELECT * FROM launches WHERE provider = ? AND resource_id = ?",
                 (provider, resource_id),
-            ).fetchone()
-            return None if row is None else _record(row)
+            )
+            return found[0] if found else None
 
     def locate(self, resource_id: str) -> list[LaunchRecord]:
         """Every record of a resource with this id, on any provider (usually one)."""
         with self._connect(write=False) as conn:
-            rows = conn.execute(
-                "SELECT * FROM launches WHERE resource_id = ?", (resource_id,)
-            ).fetchall()
-            return [_record(row) for row in rows]
+            return _records(conn, "SELECT * FROM launches WHERE resource_id = ?", (resource_id,))
 
     def records(
         self,
@@ -498,7 +707,7 @@ class Ledger:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY intent_at, launch_id"
         with self._connect(write=False) as conn:
-            return [_record(row) for row in conn.execute(sql, args).fetchall()]
+            return _records(conn, sql, args)
 
     def open_records(self, provider: str | None = None) -> list[LaunchRecord]:
         """Records not yet closed (``pending`` and ``open``)."""
@@ -506,12 +715,16 @@ class Ledger:
 
     def spend(self, currency: str = "USD", *, now: datetime | None = None) -> Spend:
         """What launches cost in ``currency``: per hour now, and in total so far."""
+        with self._connect(write=False) as conn:
+            return self._spend(conn, currency, now)
+
+    def _spend(self, conn: sqlite3.Connection, currency: str, now: datetime | None) -> Spend:
         now = now or _utcnow()
         hourly = Money.zero(currency)
         total = Money.zero(currency)
         open_count = 0
         uncounted = 0
-        for record in self.records():
+        for record in _records(conn, "SELECT * FROM launches ORDER BY intent_at, launch_id", ()):
             if record.status != "closed":
                 open_count += 1
             if record.price is None:
@@ -530,7 +743,12 @@ class Ledger:
         row = conn.execute("SELECT * FROM launches WHERE launch_id = ?", (launch_id,)).fetchone()
         if row is None:
             raise ValidationError("launch_id", f"{launch_id!r} is not in the ledger")
-        return _record(row)
+        try:
+            return _record(row)
+        except (ValueError, TypeError, KeyError, ArithmeticError) as e:
+            raise LedgerError(
+                self.path, "bad-row", f"the record of launch {launch_id!r} cannot be read: {e}"
+            ) from e
 
 
 def _dump_tags(tags: dict[str, str]) -> str:
@@ -547,6 +765,27 @@ def _dump_price(price: Price | None) -> str | None:
     return to_json(price)
 
 
+def _tag_ttl(raw: str | None) -> timedelta | None:
+    """A ``runctl-ttl`` tag's TTL: whole seconds, at most MAX_TTL; else none."""
+    if not raw or not raw.isdigit() or len(raw) > 12:
+        return None
+    seconds = int(raw)
+    return timedelta(seconds=seconds) if 0 < seconds <= MAX_TTL.total_seconds() else None
+
+
+def _records(conn: sqlite3.Connection, sql: str, args: Sequence[Any]) -> list[LaunchRecord]:
+    """The rows as records; a row that cannot be read is reported (a warning) and skipped."""
+    found = []
+    for row in conn.execute(sql, args).fetchall():
+        try:
+            found.append(_record(row))
+        except (ValueError, TypeError, KeyError, ArithmeticError) as e:
+            # One damaged row must not hide the others (nor stop ls, terminate or cleanup).
+            logger.warning("ledger: skipping the unreadable record of launch %r: %s",
+                           row["launch_id"], e)
+    return found
+
+
 def _record(row: sqlite3.Row) -> LaunchRecord:
     import json
 
@@ -558,13 +797,14 @@ def _record(row: sqlite3.Row) -> LaunchRecord:
     return LaunchRecord(
         launch_id=row["launch_id"],
         provider=row["provider"],
-        status=row["status"],
         resource_id=row["resource_id"],
         name=row["name"],
         tags=json.loads(row["tags"] or "{}"),
-        ttl=None if row["ttl_seconds"] is None else timedelta(seconds=row["ttl_seconds"]),
+        ttl=_row_ttl(row["ttl_seconds"]),
+        ttl_source=_ttl_source(row["ttl_source"]),
         price=price,
         state=None if row["state"] is None else ResourceState(row["state"]),
+        status=_status(row["status"]),
         intent_at=_parse_time(row["intent_at"]) or _utcnow(),
         confirmed_at=_parse_time(row["confirmed_at"]),
         created_at=_parse_time(row["created_at"]),
@@ -573,3 +813,56 @@ def _record(row: sqlite3.Row) -> LaunchRecord:
         final_cost=None if final is None else Money(Decimal(final), currency),
         note=row["note"],
     )
+
+
+def _writable(directory: Path) -> bool:
+    return os.access(directory, os.W_OK)
+
+
+def _reason(error: BaseException) -> str:
+    """What a failure of SQLite or the file system means, as a LedgerError reason."""
+    if isinstance(error, OSError):
+        if error.errno in (errno.EACCES, errno.EROFS, errno.EPERM):
+            return "read-only"
+        if error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO):
+            return "full"
+        return "unavailable"
+    text = str(error).lower()
+    if "no such table" in text:
+        return "missing"
+    code = getattr(error, "sqlite_errorcode", None)  # Python 3.11+
+    if isinstance(code, int) and (code & 0xFF) in _SQLITE_REASONS:
+        return _SQLITE_REASONS[code & 0xFF]
+    for needle, reason in (
+        ("locked", "locked"), ("busy", "locked"), ("readonly", "read-only"),
+        ("read-only", "read-only"), ("disk is full", "full"), ("disk i/o", "full"),
+        ("not a database", "corrupt"), ("malformed", "corrupt"),
+    ):
+        if needle in text:
+            return reason
+    return "unavailable"
+
+
+def _status(value: object) -> RecordStatus:
+    if value == "pending":
+        return "pending"
+    if value == "open":
+        return "open"
+    if value == "closed":
+        return "closed"
+    raise ValueError(f"status {value!r} is not pending, open or closed")
+
+
+def _ttl_source(value: object) -> TtlSource:
+    if value in ("spec", "default", "tag"):
+        return value
+    return "none"
+
+
+def _row_ttl(value: object) -> timedelta | None:
+    # A TTL beyond MAX_TTL (written by an older runctl) is no TTL: it would never come.
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return None
+    if not 0 < value <= MAX_TTL.total_seconds():
+        return None
+    return timedelta(seconds=value)

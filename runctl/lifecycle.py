@@ -13,9 +13,15 @@ The promises this module keeps, whatever the provider or the network does:
   resource it created; a launch that failed looks for its launch id at the
   provider before giving up, so an answer lost on the way back is recovered.
 - **Guards.** A budget (spend per hour of everything running, and total spend)
-  is checked before each launch; every launch gets a TTL (the configured
-  default when it sets none), which :func:`cleanup` enforces where the provider
-  cannot.
+  is checked and the launch's intent recorded in one ``BEGIN IMMEDIATE``
+  transaction, so the limit holds across processes; every launch gets a TTL
+  (:data:`DEFAULT_TTL`, or the configured default, when it sets none), recorded on
+  its ledger row, which :func:`cleanup` enforces where the provider cannot.
+- **The ledger is not a single point of failure.** A launch whose confirmation
+  cannot be written terminates what it created (or says loudly what runs,
+  where, and how to stop it); terminating works when the ledger cannot be
+  written; :func:`cleanup` works from the providers' tags when it cannot be read;
+  :func:`reconcile` rebuilds a corrupt one.
 
 :func:`reconcile` brings the ledger in line with what the providers report;
 :func:`cleanup` finds (and, unless ``dry_run``, terminates) every runctl-managed
@@ -25,7 +31,7 @@ resource that is past its TTL, orphaned or unknown to the ledger.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -39,6 +45,7 @@ from .errors import (
     BudgetExceededError,
     ConfigurationError,
     CurrencyMismatchError,
+    LedgerError,
     NotFoundError,
     RunctlError,
     TerminationUnverifiedError,
@@ -46,6 +53,7 @@ from .errors import (
     ValidationError,
 )
 from .models import (
+    MAX_TTL,
     TAG_LAUNCH_ID,
     TAG_MANAGED_BY,
     TAG_TTL,
@@ -55,11 +63,12 @@ from .models import (
 )
 
 if TYPE_CHECKING:
-    from .ledger import LaunchRecord, Ledger
+    from .ledger import LaunchRecord, Ledger, Spend, TtlSource
     from .models import LaunchSpec
     from .provider import Provider
 
 __all__ = [
+    "DEFAULT_TTL",
     "Budget",
     "CleanupItem",
     "CleanupReport",
@@ -87,6 +96,8 @@ _NOTHING_SENT = (
     ConfigurationError, ValidationError, UnsupportedOperationError, AuthenticationError
 )
 _MANAGED = {TAG_MANAGED_BY: "runctl"}
+#: The TTL of a launch that sets none, unless ``default_ttl_hours`` says otherwise.
+DEFAULT_TTL = timedelta(hours=24)
 
 
 def _utcnow() -> datetime:
@@ -207,12 +218,21 @@ def check_budget(
         BudgetExceededError: naming the spend so far, the launch's share and the limit.
         CurrencyMismatchError: the launch is priced in another currency than the budget.
     """
+    _check_budget(budget, lambda currency: ledger.spend(currency, now=now), price, ttl)
+
+
+def _check_budget(
+    budget: Budget,
+    spend_in: Callable[[str], Spend],
+    price: Price | None,
+    ttl: timedelta | None,
+) -> None:
     for limit, kind in ((budget.max_hourly_spend, "hourly"), (budget.max_total_spend, "total")):
         if limit is None:
             continue
         if price is not None and price.currency != limit.currency:
             raise CurrencyMismatchError(price.currency, limit.currency)
-        spend = ledger.spend(limit.currency, now=now)
+        spend = spend_in(limit.currency)
         if kind == "hourly":
             current = spend.hourly
             extra = price.per_hour if price is not None else Money.zero(limit.currency)
@@ -307,6 +327,7 @@ async def launch_safely(
     settle: float = 3.0,
     cleanup_timeout: float = 120.0,
     poll_interval: float = 1.0,
+    default_ttl: timedelta | None = DEFAULT_TTL,
 ) -> Resource:
     """Launch ``spec`` on ``provider`` with the ledger, the guards and cancellation safety.
 
@@ -317,10 +338,11 @@ async def launch_safely(
     create can be lost): if so it is returned, else the record is closed as
     "nothing created". If the launch is cancelled, whatever it created is
     terminated (shielded from the cancellation) before the cancellation goes on.
+    If the ledger cannot record the confirmation, what was created is terminated.
 
     Args:
         provider: where to launch.
-        spec: what to launch (apply the default TTL first: :func:`apply_default_ttl`).
+        spec: what to launch; a spec without a TTL gets ``default_ttl``.
         ledger: where the launch is recorded.
         budget: limits to check first (``None``: none).
         price: the expected price, for the budget and the ledger; default the
@@ -329,18 +351,26 @@ async def launch_safely(
             keeps looking for a resource the provider creates late.
         cleanup_timeout: seconds the cleanup after a cancellation may take at most.
         poll_interval: seconds between polls while cleaning up.
+        default_ttl: the TTL of a spec that sets none (``None``: no TTL), recorded in
+            the ledger as the default.
 
     Returns:
         The resource, as the provider reported it.
 
     Raises:
         BudgetExceededError: the launch would break the budget.
+        LedgerError: the ledger cannot be written; if that happened after the create,
+            the resource was terminated (or the error says how to stop it).
         ValidationError: the launch id was used for a launch that has ended, or on
             another provider. (A launch id whose launch created nothing can be retried.)
         ProviderError: the launch failed and created nothing (or it could not be told).
     """
     if price is None:
         price = spec.expected_price
+    ttl_source: TtlSource | None = None
+    if spec.ttl is None and default_ttl is not None:
+        spec = attrs.evolve(spec, ttl=min(default_ttl, MAX_TTL))
+        ttl_source = "default"
     known = ledger.get(spec.launch_id)
     if known is not None and known.provider != provider.name:
         ledger.record_intent(spec, provider=provider.name, price=price)  # raises
@@ -356,10 +386,16 @@ async def launch_safely(
         ledger.confirm(spec.launch_id, current)
         return current
     if known is None or known.status == "closed":
-        # New, or an earlier attempt that certainly created nothing.
-        if budget is not None and not budget.unlimited:
-            check_budget(budget, ledger, price=price, ttl=spec.ttl)
-        ledger.record_intent(spec, provider=provider.name, price=price)
+        # New, or an earlier attempt that certainly created nothing. The budget is
+        # checked inside the transaction that writes the intent: no other process can
+        # slip a launch in between, so a cap holds across processes.
+        def guard(spend_in: Callable[[str], Spend]) -> None:
+            if budget is not None and not budget.unlimited:
+                _check_budget(budget, spend_in, price, spec.ttl)
+
+        ledger.record_intent(
+            spec, provider=provider.name, price=price, ttl_source=ttl_source, guard=guard
+        )
     # else pending: an earlier attempt died before its answer; the provider is asked
     # again with the same launch id and finds what that attempt created.
 
@@ -371,7 +407,10 @@ async def launch_safely(
             resource = await _recover_failed_launch(
                 provider, spec, ledger, error, settle, poll_interval
             )
-        ledger.confirm(spec.launch_id, resource)
+        try:
+            ledger.confirm(spec.launch_id, resource)
+        except LedgerError as error:
+            raise await _unrecorded(provider, resource, error, poll_interval) from error
         return resource
     except Exception:
         raise
@@ -384,6 +423,38 @@ async def launch_safely(
         if scope.cancelled_caught:
             _annotate(ledger, spec.launch_id, "cancelled; cleanup timed out, run `runctl cleanup`")
         raise
+
+
+async def _unrecorded(
+    provider: Provider, resource: Resource, error: LedgerError, poll_interval: float
+) -> LedgerError:
+    """The confirmation of ``resource`` cannot be written: terminate it, or say how to.
+
+    Without its record nothing would enforce its TTL or find it to clean it up, so a
+    resource the ledger cannot hold is not left running.
+    """
+    where = f"{resource.id} on {provider.name}"
+    with anyio.CancelScope(shield=True):
+        try:
+            await terminate_verified(
+                provider, resource.id, None, timeout=120.0, poll_interval=poll_interval
+            )
+        except RunctlError as e:
+            logger.critical(
+                "%s IS RUNNING AND NOT RECORDED (the ledger failed: %s; terminating it "
+                "failed: %s). Stop it: runctl terminate %s --provider %s",
+                where, error, e, resource.id, provider.name,
+            )
+            return LedgerError(
+                error.path, error.reason,
+                f"the launch could not be recorded ({error}); {where} is STILL RUNNING: "
+                f"stop it with `runctl terminate {resource.id} --provider {provider.name}`",
+            )
+    logger.error("launched %s but the ledger could not record it; terminated it", where)
+    return LedgerError(
+        error.path, error.reason,
+        f"the launch could not be recorded ({error}); {where} was terminated",
+    )
 
 
 def _maybe_applied(error: Exception) -> bool:
@@ -456,9 +527,10 @@ async def _undo_launch(
                       f"created ({type(e).__name__}); run `runctl reconcile`")
             return
     if not found:
-        ledger.close(launch_id, note=f"{why}; nothing created")
+        _best_effort(ledger.close, launch_id, note=f"{why}; nothing created")
         return
-    ledger.confirm(launch_id, found[0])
+    # Terminating comes first: a ledger that cannot be written must not keep it alive.
+    _best_effort(ledger.confirm, launch_id, found[0])
     for item in found:
         try:
             await terminate_verified(
@@ -471,7 +543,15 @@ async def _undo_launch(
 
 def _annotate(ledger: Ledger, launch_id: str, note: str) -> None:
     logger.warning("launch %s: %s", launch_id, note)
-    ledger.annotate(launch_id, note)
+    _best_effort(ledger.annotate, launch_id, note)
+
+
+def _best_effort(write: Callable[..., object], *args: Any, **kwargs: Any) -> None:
+    """A ledger write that must not stop what it records (a terminate, a cleanup)."""
+    try:
+        write(*args, **kwargs)
+    except LedgerError as e:
+        logger.warning("%s", e)
 
 
 # --- terminate ----------------------------------------------------------------------------------
@@ -554,10 +634,15 @@ def _close_terminated(
 ) -> None:
     if ledger is None:
         return
-    record = ledger.find_resource(provider, resource.id)
+    try:
+        record = ledger.find_resource(provider, resource.id)
+    except LedgerError as e:  # terminated all the same; reconcile closes the record later
+        logger.warning("%s", e)
+        return
     if record is None or record.is_closed:
         return
-    ledger.close(
+    _best_effort(
+        ledger.close,
         record.launch_id,
         state=resource.state,
         ended_at=resource.ended_at or _utcnow(),
@@ -581,6 +666,8 @@ class ReconcileReport:
             another resource (a duplicate); :func:`cleanup` terminates them.
         pending: launches still in flight (younger than the grace period), left alone.
         errors: providers that could not be asked, with why.
+        rebuilt_from: the ledger was corrupt: where the damaged file was moved before
+            the records were rebuilt from what the providers report.
     """
 
     adopted: tuple[LaunchRecord, ...] = ()
@@ -589,6 +676,7 @@ class ReconcileReport:
     orphans: tuple[Resource, ...] = ()
     pending: tuple[LaunchRecord, ...] = ()
     errors: Mapping[str, str] = attrs.field(factory=dict)
+    rebuilt_from: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -602,6 +690,7 @@ async def reconcile(
     *,
     pending_grace: timedelta = timedelta(minutes=10),
     now: datetime | None = None,
+    default_ttl: timedelta | None = DEFAULT_TTL,
 ) -> ReconcileReport:
     """Bring the ledger in line with what each provider reports.
 
@@ -620,8 +709,15 @@ async def reconcile(
         pending_grace: how old a pending launch must be before "not found" means
             "never created" (another process may be launching it right now).
         now: the current time (tests).
+        default_ttl: the TTL recorded for a resource recorded here that carries no
+            ``runctl-ttl`` tag.
+
+    Raises:
+        LedgerError: the ledger cannot be written (a corrupt one is moved aside and
+            rebuilt first: see ``rebuilt_from``).
     """
     now = now or _utcnow()
+    aside = ledger.rebuild()
     adopted: list[LaunchRecord] = []
     closed: list[LaunchRecord] = []
     unknown: list[LaunchRecord] = []
@@ -691,7 +787,9 @@ async def reconcile(
                 ledger.get(launch_id) if launch_id else None
             )
             if known is None:
-                record = ledger.adopt(r, note="adopted by reconcile: not in the ledger")
+                record = ledger.adopt(
+                    r, note="adopted by reconcile: not in the ledger", default_ttl=default_ttl
+                )
                 if _ended_for_good(r):
                     record = _close_ended(ledger, record.launch_id, r)
                 unknown.append(record)
@@ -706,6 +804,7 @@ async def reconcile(
         orphans=tuple(orphans),
         pending=tuple(pending),
         errors=errors,
+        rebuilt_from=None if aside is None else str(aside),
     )
 
 
@@ -782,9 +881,19 @@ def _ttl_of(resource: Resource, record: LaunchRecord | None) -> timedelta | None
             seconds = Decimal(raw)
         except ArithmeticError:
             seconds = Decimal(-1)
-        if seconds.is_finite() and seconds > 0:
+        # A TTL beyond MAX_TTL never comes (and would overflow a datetime): none.
+        if seconds.is_finite() and 0 < seconds <= Decimal(int(MAX_TTL.total_seconds())):
             return timedelta(seconds=float(seconds))
     return record.ttl if record is not None else None
+
+
+def _expiry(born: datetime | None, ttl: timedelta | None) -> datetime | None:
+    if born is None or ttl is None:
+        return None
+    try:
+        return born + ttl
+    except OverflowError:  # past year 9999: never
+        return None
 
 
 async def cleanup(
@@ -798,6 +907,11 @@ async def cleanup(
 ) -> CleanupReport:
     """Find every runctl-managed resource past its TTL, orphaned or unknown; terminate them.
 
+    When the ledger cannot be read (corrupt, deleted, locked), cleanup works from what
+    the providers report under runctl's tags alone: it ends what is past the TTL in
+    its ``runctl-ttl`` tag, leaves the rest (whether it is orphaned or unknown cannot
+    be told), and reports the ledger's failure in ``errors["ledger"]``.
+
     Args:
         ledger: the ledger.
         providers: the providers to look at, by name.
@@ -810,6 +924,19 @@ async def cleanup(
     now = now or _utcnow()
     items: list[CleanupItem] = []
     errors: dict[str, str] = {}
+    readable = True
+
+    def look(find: Callable[..., LaunchRecord | None], *args: str) -> LaunchRecord | None:
+        nonlocal readable
+        if not readable:
+            return None
+        try:
+            return find(*args)
+        except LedgerError as e:
+            readable = False
+            errors["ledger"] = f"{e}; only TTLs from tags were enforced"
+            return None
+
     for name, provider in providers.items():
         try:
             listed = await provider.list(tags=_MANAGED)
@@ -821,10 +948,12 @@ async def cleanup(
                 # Nothing left to terminate; reconcile() closes its record if still open.
                 continue
             launch_id = _launch_id_of(resource)
-            record = ledger.find_resource(name, resource.id)
-            by_launch = ledger.get(launch_id) if launch_id else None
+            record = look(ledger.find_resource, name, resource.id)
+            by_launch = look(ledger.get, launch_id) if launch_id else None
             reasons: list[str] = []
-            if record is None and by_launch is None:
+            if not readable:
+                pass  # orphaned or unknown cannot be told without the ledger
+            elif record is None and by_launch is None:
                 reasons.append("unknown")
             elif (record is not None and record.is_closed) or (
                 record is None
@@ -834,7 +963,7 @@ async def cleanup(
                 reasons.append("orphaned")
             ttl = _ttl_of(resource, record or by_launch)
             born = resource.created_at or (record.created_at if record else None)
-            expired_at = born + ttl if ttl is not None and born is not None else None
+            expired_at = _expiry(born, ttl)
             if expired_at is not None and expired_at <= now:
                 reasons.insert(0, "expired")
             if not reasons:

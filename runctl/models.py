@@ -9,12 +9,13 @@ back through :func:`runctl.to_json` / :func:`runctl.from_json`.
 from __future__ import annotations
 
 import enum
+import math
 import re
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 import attrs
 
@@ -26,6 +27,7 @@ __all__ = [
     "RunResult",
     "Capabilities",
     "Gpu",
+    "MAX_TTL",
     "LaunchSpec",
     "Offer",
     "OfferQuery",
@@ -128,12 +130,21 @@ def _utcnow() -> datetime:
 
 # --- validators ---------------------------------------------------------------------------------
 
-_SLUG = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_LABEL_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-/]{0,62}$")
+# Used with fullmatch only: ``$`` would also match before a final newline, and a key
+# ending in one splits the line a provider writes it into (Paperspace's ``docker run``).
+_SLUG = re.compile(r"[a-z][a-z0-9_-]{0,62}")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_LABEL_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-/]{0,62}")
+_CURRENCY = re.compile(r"[A-Z]{3}")
+_COMMAND_ALLOWED = (
+    "a non-empty list of strings (an argv, e.g. ['python', 'train.py']), or one shell str"
+)
+#: The longest TTL a launch may ask for: longer is no TTL at all, and a date that far
+#: ahead is past what ``datetime`` can hold.
+MAX_TTL = timedelta(days=3650)
 
 
-def _fail(field: str, value: object, allowed: str, problem: str | None = None) -> None:
+def _fail(field: str, value: object, allowed: str, problem: str | None = None) -> NoReturn:
     raise ValidationError(field, problem or f"{value!r} is invalid", allowed=allowed)
 
 
@@ -146,52 +157,108 @@ def _positive_int(field: str, value: object, *, zero_ok: bool = False) -> None:
 def _optional_positive_number(field: str, value: object) -> None:
     if value is None:
         return
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-        _fail(field, value, "a number > 0, or None")
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        _fail(field, value, "a finite number > 0, or None")
 
 
-def _to_tuple(value: object) -> tuple[Any, ...]:
+def _optional_text(field: str, value: object, allowed: str) -> None:
+    """``value`` is None or a non-empty str a command line or an API can carry."""
+    if value is None:
+        return
+    if not isinstance(value, str) or not value.strip() or "\x00" in value:
+        _fail(field, value, allowed)
+
+
+def _plain(value: str) -> bool:
+    """No NUL (no process can be given one) and no line break (it would split a line)."""
+    return "\x00" not in value and "\n" not in value and "\r" not in value
+
+
+def _to_tuple(field: str, value: object) -> tuple[Any, ...]:
+    """``value`` as a tuple; a bare str is one item. Anything else names ``field``."""
     if value is None:
         return ()
     if isinstance(value, str):
         return (value,)
-    if isinstance(value, (Sequence, set, frozenset)):
+    if isinstance(value, (Sequence, set, frozenset)) and not isinstance(value, (bytes, bytearray)):
         return tuple(value)
-    return (value,)
+    raise ValidationError(
+        field, f"{type(value).__name__} is not a list", allowed="a list of str, or one str"
+    )
 
 
-def _to_str_dict(value: object) -> dict[str, str]:
+def _to_command(value: object) -> Any:
+    # A str stays a str here: __attrs_post_init__ records it as the shell form.
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (set, frozenset)):
+        _fail("command", value, _COMMAND_ALLOWED, problem="a set has no order")
+    if isinstance(value, Sequence) and not isinstance(value, (bytes, bytearray)):
+        return tuple(value)
+    _fail("command", value, _COMMAND_ALLOWED, problem=f"{type(value).__name__} is not a command")
+
+
+def _to_str_dict(field: str, value: object) -> dict[str, str]:
+    """``value`` as a dict; anything but a mapping names ``field``."""
     if value is None:
         return {}
     if not isinstance(value, Mapping):
-        raise ValidationError("mapping", f"{type(value).__name__} is not a mapping", allowed="dict")
+        raise ValidationError(
+            field, f"{type(value).__name__} is not a mapping", allowed="a dict of str to str"
+        )
     return dict(value)
 
 
-def _to_optional_decimal(value: object) -> Decimal | None:
+def _to_optional_decimal(field: str, value: object) -> Decimal | None:
+    """``value`` as a Decimal amount; a bad one names ``field``, not ``amount``."""
     if value is None:
         return None
     if isinstance(value, Money):
         return value.amount
-    return _to_decimal(value)
-
-
-def _price_limit(field: str, value: object) -> Decimal | None:
-    """The price limit ``field`` as a Decimal; its errors name that field, not ``amount``."""
     try:
-        return _to_optional_decimal(value)
+        return _to_decimal(value)
     except ValidationError as e:
         raise ValidationError(
             field, e.problem, allowed="a number such as 3.50 (no currency sign), or None"
         ) from None
 
 
-def _to_max_per_hour(value: object) -> Decimal | None:
-    return _price_limit("max_per_hour", value)
+# Named converters, one per field, so an error names the argument the user wrote.
+def _env(value: object) -> dict[str, str]:
+    return _to_str_dict("env", value)
 
 
-def _to_max_per_gpu_hour(value: object) -> Decimal | None:
-    return _price_limit("max_per_gpu_hour", value)
+def _tags(value: object) -> dict[str, str]:
+    return _to_str_dict("tags", value)
+
+
+def _options(value: object) -> dict[str, str]:
+    return _to_str_dict("options", value)
+
+
+def _regions(value: object) -> tuple[Any, ...]:
+    return _to_tuple("regions", value)
+
+
+def _providers(value: object) -> tuple[Any, ...]:
+    return _to_tuple("providers", value)
+
+
+def _addresses(value: object) -> tuple[Any, ...]:
+    return _to_tuple("addresses", value)
+
+
+def _max_per_hour(value: object) -> Decimal | None:
+    return _to_optional_decimal("max_per_hour", value)
+
+
+def _max_per_gpu_hour(value: object) -> Decimal | None:
+    return _to_optional_decimal("max_per_gpu_hour", value)
 
 
 def _to_sort_key(value: object) -> object:
@@ -409,14 +476,14 @@ class OfferQuery:
     min_vcpus: int | None = None
     min_memory_gb: float | None = None
     max_per_hour: Decimal | None = attrs.field(
-        default=None, converter=_to_max_per_hour
+        default=None, converter=_max_per_hour
     )
     max_per_gpu_hour: Decimal | None = attrs.field(
-        default=None, converter=_to_max_per_gpu_hour
+        default=None, converter=_max_per_gpu_hour
     )
     spot: bool | None = None
-    regions: tuple[str, ...] = attrs.field(default=(), converter=_to_tuple)
-    providers: tuple[str, ...] = attrs.field(default=(), converter=_to_tuple)
+    regions: tuple[str, ...] = attrs.field(default=(), converter=_regions)
+    providers: tuple[str, ...] = attrs.field(default=(), converter=_providers)
     currency: str = "USD"
     sort: str = attrs.field(default="per_hour", converter=_to_sort_key)
     limit: int | None = None
@@ -438,10 +505,15 @@ class OfferQuery:
                 _fail(name, value, "a price >= 0, or None")
         if self.spot is not None and not isinstance(self.spot, bool):
             _fail("spot", self.spot, "True, False or None")
-        if self.sort not in _SORT_KEYS:
+        if not isinstance(self.sort, str) or self.sort not in _SORT_KEYS:
             _fail("sort", self.sort, ", ".join(_SORT_KEYS))
+        if not isinstance(self.currency, str) or not _CURRENCY.fullmatch(self.currency):
+            _fail("currency", self.currency, "a 3-letter ISO code such as 'USD'")
+        for region in self.regions:
+            if not isinstance(region, str) or "\x00" in region:
+                _fail("regions", region, "region names or prefixes such as 'us-'")
         for provider in self.providers:
-            if not isinstance(provider, str) or not _SLUG.match(provider):
+            if not isinstance(provider, str) or not _SLUG.fullmatch(provider):
                 _fail("providers", provider, "provider names (lowercase slugs: `runctl providers`)")
 
 
@@ -462,8 +534,19 @@ def _new_launch_id() -> str:
 class LaunchSpec:
     """What to run and where.
 
+    The command has two forms, and every provider keeps them apart:
+
+    - an **argv** (a list or tuple of str): run exactly as given, never through a
+      shell, however many items it has (``["echo", "hi; rm x"]`` prints
+      ``hi; rm x``; ``["python train.py"]`` looks for a program of that name);
+    - a **shell command** (one str, or ``shell=True`` with a one-item list): run
+      by ``sh -c``, so pipes, ``&&`` and ``$VAR`` work.
+
+    ``spec.command`` is always a tuple; ``spec.shell`` says which form it is.
+
     Attributes:
-        command: the command to run, as an argument list (or a shell string).
+        command: the argv (a list of str), or one str to run under ``sh -c``.
+        shell: ``command`` is one shell command (set by giving a str); default False.
         provider: provider name; ``None`` means the configured default (``local``).
         name: a human name for the resource (lowercase letters, digits, ``-``).
         env: environment variables for the command (the repr shows their names only).
@@ -482,16 +565,19 @@ class LaunchSpec:
         ssh_public_key: a public key to install, for providers that need one.
         workdir: working directory for the command (local provider: a local path).
         tags: extra tags or labels to put on the resource.
-        ttl: the resource is terminated after this long (enforced where the provider can).
+        ttl: the resource is terminated after this long (enforced where the provider can;
+            ``runctl cleanup`` everywhere); at most :data:`MAX_TTL`. A launch that sets
+            none gets the configured default (``default_ttl_hours``).
         launch_id: idempotency key; a retried launch with the same id never creates a
             second resource. Generated when not given.
         options: provider-specific settings, documented on each provider's page.
     """
 
-    command: tuple[str, ...] = attrs.field(converter=_to_tuple)
+    command: tuple[str, ...] = attrs.field(converter=_to_command)
+    shell: bool = False
     provider: str | None = None
     name: str | None = None
-    env: dict[str, str] = attrs.field(factory=dict, converter=_to_str_dict, repr=_hide_values)
+    env: dict[str, str] = attrs.field(factory=dict, converter=_env, repr=_hide_values)
     image: str | None = None
     gpu: str | None = None
     gpu_count: int = 0
@@ -503,15 +589,29 @@ class LaunchSpec:
     disk_gb: int | None = None
     ssh_public_key: str | None = attrs.field(default=None, repr=False)
     workdir: str | None = None
-    tags: dict[str, str] = attrs.field(factory=dict, converter=_to_str_dict)
+    tags: dict[str, str] = attrs.field(factory=dict, converter=_tags)
     ttl: timedelta | None = attrs.field(default=None, converter=_to_timedelta)
     launch_id: str = attrs.field(factory=_new_launch_id)
-    options: dict[str, str] = attrs.field(factory=dict, converter=_to_str_dict)
+    options: dict[str, str] = attrs.field(factory=dict, converter=_options)
 
     def __attrs_post_init__(self) -> None:
+        if not isinstance(self.shell, bool):
+            _fail("shell", self.shell, "True or False")
+        command: object = self.command
+        if isinstance(command, str):
+            # The shell form, given as one str: recorded as a 1-tuple with shell=True.
+            object.__setattr__(self, "command", (command,))
+            object.__setattr__(self, "shell", True)
         if not self.command or not all(isinstance(a, str) for a in self.command):
+            _fail("command", self.command, _COMMAND_ALLOWED)
+        if not all("\x00" not in a for a in self.command):
+            _fail("command", self.command, _COMMAND_ALLOWED, problem="an argument holds a NUL byte")
+        if self.shell and len(self.command) != 1:
             _fail(
-                "command", self.command, "a non-empty list of strings, e.g. ['python', 'train.py']"
+                "command",
+                self.command,
+                "one non-empty str when shell=True",
+                problem=f"a shell command is one str, got {len(self.command)} item(s)",
             )
         if not self.command[0].strip():
             _fail(
@@ -521,7 +621,7 @@ class LaunchSpec:
                 problem="the program to run is empty",
             )
         if self.provider is not None and (
-            not isinstance(self.provider, str) or not _SLUG.match(self.provider)
+            not isinstance(self.provider, str) or not _SLUG.fullmatch(self.provider)
         ):
             _fail("provider", self.provider, "a provider name (lowercase slug: `runctl providers`)")
         if self.name is not None and (
@@ -532,30 +632,30 @@ class LaunchSpec:
                 "name", self.name, "1-63 lowercase letters, digits and '-', starting alphanumeric"
             )
         for key, value in self.env.items():
-            if not isinstance(key, str) or not _ENV_NAME.match(key):
+            if not isinstance(key, str) or not _ENV_NAME.fullmatch(key):
                 _fail(
                     "env",
                     key,
                     "variable names of letters, digits and '_'",
                     problem=f"{key!r} is not a valid variable name",
                 )
-            if not isinstance(value, str):
+            if not isinstance(value, str) or "\x00" in value:
                 _fail(
                     f"env.{key}",
-                    value,
-                    "str values",
-                    problem=f"{type(value).__name__} is not a str",
+                    "***",  # a value may be a secret: never shown
+                    "str values without NUL bytes",
+                    problem="not a str" if not isinstance(value, str) else "holds a NUL byte",
                 )
         for key, value in self.tags.items():
-            if not isinstance(key, str) or not _LABEL_KEY.match(key):
+            if not isinstance(key, str) or not _LABEL_KEY.fullmatch(key):
                 _fail(
                     "tags",
                     key,
                     "keys of 1-63 letters, digits, '-', '_', '.', '/'",
                     problem=f"{key!r} is not a valid tag key",
                 )
-            if not isinstance(value, str) or len(value) > 255:
-                _fail(f"tags.{key}", value, "str values of at most 255 characters")
+            if not isinstance(value, str) or len(value) > 255 or not _plain(value):
+                _fail(f"tags.{key}", value, "one-line str values of at most 255 characters")
         for key, value in self.options.items():
             if not isinstance(key, str) or not isinstance(value, str):
                 _fail("options", key, "str keys and str values")
@@ -570,10 +670,22 @@ class LaunchSpec:
         _positive_int("nodes", self.nodes)
         if self.disk_gb is not None:
             _positive_int("disk_gb", self.disk_gb)
+        _optional_text("image", self.image, "a container image name, or None")
+        _optional_text("instance_type", self.instance_type, "the provider's machine type, or None")
+        _optional_text("region", self.region, "a region name, or None")
+        _optional_text("workdir", self.workdir, "a directory path, or None")
+        _optional_text("ssh_public_key", self.ssh_public_key, "an SSH public key, or None")
+        if self.offer is not None and not isinstance(self.offer, Offer):
+            _fail(
+                "offer",
+                type(self.offer).__name__,
+                "an Offer from offers(), or None",
+                problem=f"{type(self.offer).__name__} is not an Offer",
+            )
         if not isinstance(self.spot, bool):
             _fail("spot", self.spot, "True or False")
-        if self.ttl is not None and self.ttl <= timedelta(0):
-            _fail("ttl", self.ttl, "a positive duration, or None")
+        if self.ttl is not None and not timedelta(0) < self.ttl <= MAX_TTL:
+            _fail("ttl", self.ttl, f"a positive duration of at most {MAX_TTL.days} days, or None")
         if not isinstance(self.launch_id, str) or not re.fullmatch(
             r"[A-Za-z0-9_-]{1,64}", self.launch_id
         ):
@@ -606,7 +718,7 @@ class LaunchSpec:
         if self.name:
             tags[TAG_NAME] = self.name
         if self.ttl is not None:
-            tags[TAG_TTL] = str(int(self.ttl.total_seconds()))
+            tags[TAG_TTL] = str(max(int(self.ttl.total_seconds()), 1))
         return tags
 
 
@@ -661,7 +773,7 @@ class Resource:
     tags: dict[str, str] = attrs.field(factory=dict)
     address: str | None = None
     nodes: int = 1
-    addresses: tuple[str, ...] = attrs.field(default=(), converter=_to_tuple)
+    addresses: tuple[str, ...] = attrs.field(default=(), converter=_addresses)
     observed_at: datetime = attrs.field(factory=_utcnow, eq=False)
     detail: str | None = None
 

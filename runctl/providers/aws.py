@@ -441,7 +441,9 @@ def user_data(spec: LaunchSpec) -> str:
         ]
     lines.append('export HOME="${HOME:-/root}"')
     lines += [f"export {key}={shlex.quote(value)}" for key, value in sorted(spec.env.items())]
-    script = wrap_command(spec.command, spec.launch_id, workdir=spec.workdir, keep_alive=":")
+    script = wrap_command(
+        spec.command, spec.launch_id, shell=spec.shell, workdir=spec.workdir, keep_alive=":"
+    )
     lines += [
         # The serial console is what GetConsoleOutput returns; /dev/console reaches it on
         # images whose kernel console is ttyS0. RUNCTL_CONSOLE is a seam for tests.

@@ -985,7 +985,11 @@ def startup_script(spec: LaunchSpec, *, tpu_hosts: int = 0, port: int | None = N
             f'curl -sf -X PUT --data "$c" -H "Metadata-Flavor: Google" '
             f'"{_MD}/guest-attributes/runctl/exit-{spec.launch_id}" || :'
         )
-    lines.append(wrap_command(spec.command, spec.launch_id, workdir=spec.workdir, keep_alive=after))
+    lines.append(
+        wrap_command(
+            spec.command, spec.launch_id, shell=spec.shell, workdir=spec.workdir, keep_alive=after
+        )
+    )
     return "\n".join(lines) + "\n"
 
 

@@ -1364,7 +1364,7 @@ class KubernetesProvider(ProviderBase):
         if gpu_label:
             annotations[ANNOTATION_GPU_LABEL] = gpu_label
 
-        command = list(spec.command) if len(spec.command) > 1 else ["sh", "-c", spec.command[0]]
+        command = ["sh", "-c", spec.command[0]] if spec.shell else list(spec.command)
         env: list[dict[str, Any]] = [
             {"name": k, "value": v} for k, v in {**extra_env, **spec.env}.items()
         ]

@@ -309,7 +309,9 @@ _CODES: Mapping[str, type[ProviderError]] = {
 
 def user_data_script(spec: LaunchSpec) -> str:
     """The cloud-init user data (a shell script) that runs ``spec.command`` once at boot."""
-    command = spec.command[0] if len(spec.command) == 1 else shlex.join(spec.command)
+    # The shell form is run as written; an argv is quoted word by word, so the shell
+    # gives the program exactly those arguments (a one-item argv included).
+    command = spec.command[0] if spec.shell else shlex.join(spec.command)
     lines = [
         "#!/bin/bash",
         f"# runctl launch {spec.launch_id}",

@@ -44,7 +44,8 @@ How a launch maps to Paperspace
       newest OS template named "ML-in-a-Box" that is available on that machine type.
     * The command runs from a run-once *startup script* (``POST /startup-scripts``,
       named ``runctl-<launch id>``) as root at first boot, with ``spec.env``
-      exported (one string runs under ``sh -c``, a list as exactly that argv); with
+      exported (the shell form, ``spec.shell``, runs under ``sh -c``; a list, even of
+      one item, as exactly that argv); with
       ``spec.image`` it runs in ``docker run --gpus all``. Its output
       goes to ``/var/log/runctl-<launch id>.log`` on the machine. The script is deleted
       when the machine is terminated. Env values are stored in the script at Paperspace.
@@ -326,8 +327,9 @@ def startup_script(spec: LaunchSpec) -> str:
             "chmod 600 /home/paperspace/.ssh/authorized_keys",
         ]
     lines.extend(export_lines(spec.env))
-    # One string is a shell command (pipes, ``&&``); a list is run as exactly that argv.
-    command = shell_command(spec.command)
+    # The shell form (spec.shell) runs under sh -c; an argv, whatever its length, runs
+    # as exactly that argv.
+    command = shell_command(spec.command, shell=spec.shell)
     if spec.image:
         env_flags = "".join(f" -e {k}" for k in spec.env)
         workdir = f" -w {shlex.quote(spec.workdir)}" if spec.workdir else ""

@@ -659,7 +659,9 @@ class RunPodProvider(RestProviderBase):
             # RunPod splits ``args`` into words like a shell (its own examples read
             # "bash -c '...'"); the wrapper reports the exit code and keeps the container
             # alive, so RunPod does not restart it and run the command again.
-            "args": shlex.join(shell_argv(wrap_command(spec.command, spec.launch_id))),
+            "args": shlex.join(
+                shell_argv(wrap_command(spec.command, spec.launch_id, shell=spec.shell))
+            ),
         }
         if spec.image:
             body["image"] = spec.image

@@ -774,7 +774,8 @@ class VastProvider(RestProviderBase):
         if spec.ssh_public_key:
             # sshd keeps this container up: the wrapper need not, so it ends after the marker.
             onstart = wrap_command(
-                spec.command, spec.launch_id, workdir=spec.workdir, keep_alive=":"
+                spec.command, spec.launch_id, shell=spec.shell, workdir=spec.workdir,
+                keep_alive=":",
             )
             if len(onstart) > _ONSTART_MAX:
                 raise ValidationError("command", f"{len(onstart)} characters as Vast onstart",
@@ -786,7 +787,9 @@ class VastProvider(RestProviderBase):
             # The wrapper reports the exit code and keeps the container up (``running``),
             # rather than letting it end as ``exited``, which tells nothing.
             body["args"] = shell_argv(
-                wrap_command(spec.command, spec.launch_id, workdir=spec.workdir)
+                wrap_command(
+                    spec.command, spec.launch_id, shell=spec.shell, workdir=spec.workdir
+                )
             )
         bid: Decimal | None = None
         if spec.spot or offer.spot:

@@ -295,6 +295,7 @@ async def test_a_cancelled_launch_leaves_nothing_running(after: float) -> None:
 
 async def test_a_timeout_inside_launch_terminates_what_was_created() -> None:
     cloud, ledger = FakeCloud(), Ledger()
+    ledger.records()  # created before the clock starts: only the launch is timed
     cloud.after_create = 1.0
     with pytest.raises(TimeoutError):
         with anyio.fail_after(0.05):
@@ -312,6 +313,7 @@ async def test_cancelling_the_asyncio_task_directly_leaves_nothing_running(
     import asyncio
 
     cloud, ledger = FakeCloud(), Ledger()
+    ledger.records()  # created before the clock starts: only the launch is timed
     cloud.before_create = 0.01
     cloud.after_create = 1.0
     task = asyncio.ensure_future(launch_safely(cloud, spec(), ledger, **FAST))

@@ -17,7 +17,7 @@ def test_all_is_pinned():
             "API_VERSION", "AsyncClient", "AuthenticationError", "Availability", "BudgetExceededError",
             "CapacityError", "Capabilities", "Client", "ConfigurationError", "ConflictError",
             "CurrencyMismatchError", "Gpu", "InvalidTransitionError", "Launch", "LaunchSpec",
-            "LifecycleError", "MalformedResponseError", "MissingCredentialsError", "Money",
+            "LedgerError", "LifecycleError", "MalformedResponseError", "MissingCredentialsError", "Money",
             "NotFoundError", "Offer", "OfferList", "OfferQuery", "PluginError", "Price", "Provider",
             "ProviderBase", "ProviderConfig", "ProviderConnectionError", "ProviderError", "ProviderInfo",
             "ProviderTimeoutError", "QuotaExceededError", "RENDEZVOUS_VARIABLES", "RateLimitedError", "Resource",

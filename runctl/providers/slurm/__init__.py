@@ -671,6 +671,7 @@ class SlurmProvider(ProviderBase):
             comment=comment_for(spec.runctl_tags),
             script=batch_script(
                 spec.command,
+                shell=spec.shell,
                 launch_id=spec.launch_id,
                 env=spec.env,
                 nodes=spec.nodes,

@@ -20,6 +20,7 @@ from typing import Any
 import attrs
 
 from ...errors import ValidationError
+from ...kit import shell_command
 from ...rendezvous import DEFAULT_PORT
 
 __all__ = ["BatchJob", "GPU_REQUESTS", "batch_script", "memory_mb", "time_minutes"]
@@ -59,16 +60,10 @@ def time_minutes(ttl: timedelta) -> int:
     return max(1, math.ceil(ttl.total_seconds() / 60))
 
 
-def _run(command: Sequence[str]) -> str:
-    """The command as one line of shell: an argv quoted word by word, one string under sh -c."""
-    if len(command) == 1:
-        return f"sh -c {shlex.quote(command[0])}"
-    return shlex.join(command)
-
-
 def batch_script(
     command: Sequence[str],
     *,
+    shell: bool = False,
     launch_id: str,
     env: Mapping[str, str],
     nodes: int = 1,
@@ -97,7 +92,7 @@ def batch_script(
         'printf "%s start\\n" "$m"',
     ]
     if nodes == 1:
-        lines.append(_run(command))
+        lines.append(shell_command(command, shell=shell))
     else:
         lines += [
             # Slurm knows the hosts only now: node 0 is the first of the allocation.
@@ -108,7 +103,7 @@ def batch_script(
             # One task per node; each learns its rank from SLURM_NODEID.
             f"srun --nodes={nodes} --ntasks={nodes} --ntasks-per-node=1 --kill-on-bad-exit=1 "
             'bash -c \'export NODE_RANK="$SLURM_NODEID" RUNCTL_NODE_RANK="$SLURM_NODEID"; '
-            f'exec "$@"\' runctl-node {_run(command)}',
+            f'exec "$@"\' runctl-node {shell_command(command, shell=shell)}',
         ]
     lines += ["c=$?", 'printf "%s exit %s\\n" "$m" "$c"', "exit $c", ""]
     return "\n".join(lines)

@@ -104,11 +104,12 @@ def test_the_startup_script_runs_the_command_in_the_image_with_env_and_key() -> 
     ("command", "printed"),
     [
         (["printf", "%s|", "two  spaces\nand a newline"], "two  spaces\nand a newline|"),
-        (["echo one && echo two"], "one\ntwo\n"),  # one string is a shell command
+        ("echo one && echo two", "one\ntwo\n"),  # a str is the shell form
+        (["echo", "a; echo b"], "a; echo b\n"),  # a list never meets a shell
     ],
 )
 def test_the_startup_script_runs_the_command_exactly_as_given(
-    tmp_path: Path, command: list[str], printed: str
+    tmp_path: Path, command: list[str] | str, printed: str
 ) -> None:
     spec = LaunchSpec(command=command, launch_id="l2")
     out = tmp_path / "out.log"

@@ -75,7 +75,7 @@ def test_any_argv_reaches_the_command_unchanged_and_its_exit_code_is_reported(
 
 
 def test_a_one_string_command_runs_under_sh_c() -> None:
-    script = wrap_command(['echo "a  b" | tr a-z A-Z; [ -n "$HOME" ] && exit 7'], LAUNCH_ID)
+    script = wrap_command(['echo "a  b" | tr a-z A-Z; [ -n "$HOME" ] && exit 7'], LAUNCH_ID, shell=True)
     done = run_container_argv(shell_argv(script))
     assert done.stdout.splitlines() == [
         f"[runctl:{LAUNCH_ID}] start", "A  B", f"[runctl:{LAUNCH_ID}] exit 7"

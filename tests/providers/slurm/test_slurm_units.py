@@ -243,7 +243,7 @@ def test_the_script_runs_the_command_exactly_and_reports_its_exit_code(tmp_path)
 
 
 def test_a_one_string_command_runs_under_sh():
-    script = batch_script(["echo one && echo two"], launch_id="L2", env={})
+    script = batch_script(["echo one && echo two"], shell=True, launch_id="L2", env={})
     done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=30)
     assert done.stdout.splitlines()[1:3] == ["one", "two"]
 
