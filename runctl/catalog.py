@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from . import clock
 from .cost import Money, Price
 from .gpus import gpu_for_instance_type, normalize_gpu
 from .models import Gpu, Offer
@@ -204,7 +205,7 @@ class Snapshot:
 
     def age(self, now: datetime | None = None) -> timedelta:
         """How old the oldest figures in the snapshot are."""
-        return (now or datetime.now(timezone.utc)) - self.observed_at
+        return (now or clock.now()) - self.observed_at
 
     def is_stale(self, settings: Settings, now: datetime | None = None) -> bool:
         """Whether the snapshot is older than ``settings.max_snapshot_age_days``."""
@@ -696,7 +697,7 @@ async def refresh(
 
     async def ask(provider: Provider) -> None:
         try:
-            with anyio.fail_after(limit):
+            with clock.fail_after(limit):
                 live[provider.name] = list(await provider.offers(OfferQuery()))
         except Exception as e:  # any failure means "use the snapshot for this one"
             failed[provider.name] = f"{type(e).__name__}: {e}"
@@ -705,7 +706,7 @@ async def refresh(
         for provider in providers:
             tg.start_soon(ask, provider)
 
-    now = datetime.now(timezone.utc).replace(microsecond=0)
+    now = clock.now().replace(microsecond=0)
     writer = _Writer()
     meta: dict[str, Any] = {}
     by_provider: dict[str, list[Offer]] = {}

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -227,6 +226,7 @@ def cmd_launch(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Launch, stream the logs, wait for the end, terminate, and report the cost."""
+    from . import clock
     from .errors import WaitTimeoutError
 
     spec = _spec_from(args)
@@ -247,11 +247,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         with launch as res:
             print(f"runctl: launched {res.id} on {res.provider}", file=sys.stderr)
             rc.wait(res, until="running", timeout=args.start_timeout)
-            deadline = None if args.timeout is None else time.monotonic() + args.timeout
+            deadline = None if args.timeout is None else clock.monotonic() + args.timeout
             if caps.follow_logs:
                 for line in rc.logs(res, follow=True, timeout=args.timeout):
                     print(line, flush=True)
-            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            left = None if deadline is None else max(0.0, deadline - clock.monotonic())
             try:
                 done = rc.wait(res, until="finished", timeout=left)
             except WaitTimeoutError as e:

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
 
+from . import clock
 from .cost import Money, Price
 from .errors import ConfigurationError, ValidationError
 from .models import TAG_LAUNCH_ID, TAG_TTL, ResourceState
@@ -79,7 +80,7 @@ CREATE INDEX IF NOT EXISTS launches_status ON launches (status);
 
 
 def _utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return clock.now()
 
 
 def _iso(value: datetime | None) -> str | None:

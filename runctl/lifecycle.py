@@ -30,9 +30,9 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-import anyio
 import attrs
 
+from . import clock
 from .cost import Money, Price, cost
 from .errors import (
     BudgetExceededError,
@@ -87,7 +87,7 @@ _MANAGED = {TAG_MANAGED_BY: "runctl"}
 
 
 def _utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return clock.now()
 
 
 def _show(amount: Money) -> str:
@@ -247,7 +247,7 @@ async def _find_settled(
     Raises:
         RunctlError: the provider could not be asked even once.
     """
-    deadline = anyio.current_time() + settle
+    deadline = clock.monotonic() + settle
     answered = False
     last_error: RunctlError | None = None
     while True:
@@ -259,10 +259,10 @@ async def _find_settled(
             answered = True
             if found:
                 return found
-        remaining = deadline - anyio.current_time()
+        remaining = deadline - clock.monotonic()
         if remaining <= 0:
             break
-        await anyio.sleep(min(poll_interval, remaining))
+        await clock.sleep(min(poll_interval, remaining))
     if not answered:
         assert last_error is not None
         raise last_error
@@ -352,7 +352,7 @@ async def launch_safely(
         raise
     except BaseException as interrupt:
         # Cancelled, timed out or interrupted: undo, shielded from the cancellation.
-        with anyio.move_on_after(cleanup_timeout, shield=True) as scope:
+        with clock.move_on_after(cleanup_timeout, shield=True) as scope:
             await _undo_launch(
                 provider, spec.launch_id, ledger, resource, settle, poll_interval, interrupt
             )
@@ -484,12 +484,12 @@ async def terminate_verified(
         TerminationUnverifiedError: the provider never confirmed within ``timeout``;
             the ledger keeps the record open.
     """
-    deadline = anyio.current_time() + timeout
+    deadline = clock.monotonic() + timeout
     last_error: RunctlError | None = None
     last_seen: Resource | None = None
     while True:
         # Terminate is idempotent: asking again is how a stale or lagging answer is refreshed.
-        with anyio.move_on_after(max(deadline - anyio.current_time(), 0.0)):
+        with clock.move_on_after(max(deadline - clock.monotonic(), 0.0)):
             try:
                 last_seen = await _ask_terminate(provider, resource_id)
             except RunctlError as e:
@@ -498,10 +498,10 @@ async def terminate_verified(
                 if last_seen.state in _ENDED:
                     _close_terminated(ledger, provider.name, last_seen, note)
                     return last_seen
-        remaining = deadline - anyio.current_time()
+        remaining = deadline - clock.monotonic()
         if remaining <= 0:
             break
-        await anyio.sleep(min(poll_interval, remaining))
+        await clock.sleep(min(poll_interval, remaining))
     state = last_seen.state.value if last_seen is not None else "unconfirmed"
     message = (
         f"{provider.name}: {resource_id}: terminate requested but the provider still "

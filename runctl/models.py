@@ -12,12 +12,13 @@ import enum
 import re
 import uuid
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal
 
 import attrs
 
+from . import clock
 from .cost import Money, Price, _to_decimal
 from .errors import ValidationError
 
@@ -122,7 +123,7 @@ _REACHABLE = _closure()
 
 
 def _utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return clock.now()
 
 
 # --- validators ---------------------------------------------------------------------------------

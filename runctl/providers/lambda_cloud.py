@@ -64,12 +64,13 @@ import hashlib
 import re
 import shlex
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
 
+from .. import clock
 from .._wire import Fields, malformed
 from ..cost import Money, Price
 from ..errors import (
@@ -392,7 +393,7 @@ class LambdaCloudProvider(RestProviderBase):
         """
         if query.spot is True or (query.providers and NAME not in query.providers):
             return []
-        now = datetime.now(timezone.utc)
+        now = clock.now()
         result: list[Offer] = []
         for instance_type in await self._instance_types():
             gpu = instance_type.gpu
@@ -450,7 +451,7 @@ class LambdaCloudProvider(RestProviderBase):
         elif state is _S.UNKNOWN:
             detail = f"Lambda reported status {instance.status!r}, which runctl does not know"
         if price is None and kind is not None:
-            price = kind.price(observed_at=datetime.now(timezone.utc))
+            price = kind.price(observed_at=clock.now())
         return Resource(
             id=instance.id,
             provider=NAME,
@@ -466,7 +467,7 @@ class LambdaCloudProvider(RestProviderBase):
             tags=dict(instance.tags),
             address=instance.ip,
             detail=detail,
-            ended_at=datetime.now(timezone.utc) if state.is_terminal else None,
+            ended_at=clock.now() if state.is_terminal else None,
         )
 
     async def _instances(self) -> list[LambdaInstance]:
@@ -630,7 +631,7 @@ class LambdaCloudProvider(RestProviderBase):
         ids = [i for i in data.items("instance_ids", required=True) if isinstance(i, str)]
         if not ids:
             raise malformed(NAME, "InstanceLaunchResponse: no instance id", answer)
-        price = chosen.price(observed_at=datetime.now(timezone.utc)) if chosen else None
+        price = chosen.price(observed_at=clock.now()) if chosen else None
         try:
             return await self.get(ids[0])
         except ProviderError:

@@ -69,12 +69,13 @@ import re
 import shlex
 import sys
 from collections.abc import AsyncIterator, Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
 
+from .. import clock
 from .._wire import Fields, malformed
 from ..errors import (
     AuthenticationError,
@@ -282,7 +283,7 @@ def _pspace_key(environ: Mapping[str, str]) -> tuple[str, Path] | None:
 
 
 def _utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return clock.now()
 
 
 def startup_script(spec: LaunchSpec) -> str:

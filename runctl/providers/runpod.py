@@ -78,6 +78,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import attrs
 
+from .. import clock
 from .._wire import Fields
 from .._workload import (
     ExitCodes,
@@ -430,7 +431,7 @@ class RunPodProvider(RestProviderBase):
         if query.spot is True or (query.providers and NAME not in query.providers):
             return []
         count = query.count or 1
-        now = datetime.now(timezone.utc)
+        now = clock.now()
         result: list[Offer] = []
         for cloud in CLOUDS:
             for gpu_type in await self._gpu_types(cloud=cloud, count=count):
@@ -484,7 +485,7 @@ class RunPodProvider(RestProviderBase):
             price = runpod_price(
                 pod.cost_per_hour / pod.gpu_count,
                 pod.gpu_count,
-                observed_at=datetime.now(timezone.utc),
+                observed_at=clock.now(),
             )
         detail = None
         if state is _S.UNKNOWN:
@@ -728,8 +729,8 @@ class RunPodProvider(RestProviderBase):
         return before.evolve(
             state=_S.TERMINATED,
             raw_state="TERMINATED",
-            ended_at=datetime.now(timezone.utc),
-            observed_at=datetime.now(timezone.utc),
+            ended_at=clock.now(),
+            observed_at=clock.now(),
         )
 
     async def _action(self, resource_id: str, action: str) -> Resource:
@@ -792,7 +793,6 @@ class RunPodProvider(RestProviderBase):
         return known
 
     async def _logs(self, resource_id: str, *, follow: bool) -> AsyncIterator[str]:
-        import anyio
 
         # Following needs the launch id to end with the command; one pod read is cheap.
         launch_id = (
@@ -811,7 +811,7 @@ class RunPodProvider(RestProviderBase):
                 if code is not None and follow:
                     # The command ended: stop unless the container restarts meanwhile.
                     line = None
-                    with anyio.move_on_after(self._log_idle_timeout):
+                    with clock.move_on_after(self._log_idle_timeout):
                         line = await anext(lines, None)
                     if line is None:
                         break
@@ -837,9 +837,8 @@ class RunPodProvider(RestProviderBase):
         Without ``follow``: at most ``tail`` past lines, ending at the first line
         written after the call or after ``idle`` seconds without a line.
         """
-        import anyio
 
-        started = datetime.now(timezone.utc)
+        started = clock.now()
         params: dict[str, Any] = {"source": "container", "tail": tail}
         path = f"/v2/pods/{_path_id(resource_id)}/logs"
         last_ts: str | None = None
@@ -856,7 +855,7 @@ class RunPodProvider(RestProviderBase):
                         line = await anext(lines, None)
                     else:
                         line = None
-                        with anyio.move_on_after(idle):
+                        with clock.move_on_after(idle):
                             line = await anext(lines, None)
                     if line is None:
                         break
@@ -891,7 +890,7 @@ class RunPodProvider(RestProviderBase):
                 await lines.aclose()
             if not follow:
                 return
-            await anyio.sleep(1.0)
+            await self._sleep(1.0)
 
 
 def _log_event(payload: str) -> tuple[str, str | None] | None:

@@ -85,6 +85,7 @@ from urllib.parse import parse_qsl, urlencode
 
 import attrs
 
+from .. import clock
 from .._wire import Fields, malformed
 from .._workload import ExitCodes, ended, exit_code_in, is_marker, shell_argv, wrap_command
 from ..cost import Money, Price
@@ -404,7 +405,7 @@ def _squash(name: str) -> str:
 
 
 def _utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return clock.now()
 
 
 class VastProvider(RestProviderBase):
