@@ -97,10 +97,10 @@ def fake_runpod() -> Callable[..., FakeRunPod]:
 
 
 @pytest.fixture
-def runpod_provider(monkeypatch: pytest.MonkeyPatch) -> Callable[[FakeRunPod], object]:
+def runpod_provider(monkeypatch: pytest.MonkeyPatch) -> Callable[..., object]:
     """The real RunPod provider, configured the way a user would, pointed at a fake server."""
 
-    def build(server: FakeRunPod) -> object:
+    def build(server: FakeRunPod, transport: httpx.AsyncBaseTransport | None = None) -> object:
         from runctl.providers.runpod import RunPodProvider
 
         monkeypatch.setenv("RUNPOD_API_KEY", API_KEY)
@@ -111,6 +111,7 @@ def runpod_provider(monkeypatch: pytest.MonkeyPatch) -> Callable[[FakeRunPod], o
             # Retry sleeps near zero: the suite measures behaviour, not patience.
             retry=RetryPolicy(attempts=5, base=0.0005, cap=0.005),
             timeout=httpx.Timeout(CLIENT_TIMEOUT, connect=2.0),
+            transport=transport,
         )
 
     return build

@@ -105,7 +105,7 @@ def test_the_fake_clock_is_installed_only_inside_its_block() -> None:
             fake.__enter__()
     assert isinstance(clock.current(), clock.SystemClock)
     with pytest.raises(ValueError, match="aware"):
-        FakeClock(start=datetime(2030, 5, 1))  # noqa: DTZ001
+        FakeClock(start=datetime(2030, 5, 1))
 
 
 async def test_http_retries_wait_on_the_clock(fake_clock: FakeClock) -> None:

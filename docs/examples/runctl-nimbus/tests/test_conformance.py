@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 from runctl_nimbus import NimbusProvider
@@ -24,7 +25,7 @@ def fake() -> FakeNimbus:
 
 
 class TestNimbusConforms(ProviderConformance):
-    conformance_spec = {"instance_type": "a100x1", "image": "python:3.12-slim"}
+    conformance_spec: ClassVar[dict[str, str]] = {"instance_type": "a100x1", "image": "python:3.12-slim"}
     conformance_poll = 0.0  # the fake answers at once; nothing to wait for
 
     @pytest.fixture

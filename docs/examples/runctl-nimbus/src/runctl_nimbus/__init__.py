@@ -137,7 +137,9 @@ class NimbusProvider:
         try:
             response = await self._http().request(method, path, **kw)
         except httpx.TransportError as e:
-            raise ProviderConnectionError(f"{method} {path}: {type(e).__name__}", provider=NAME) from e
+            raise ProviderConnectionError(
+                f"{method} {path}: {type(e).__name__}", provider=NAME
+            ) from e
         if response.status_code < 400:
             return response
         status = response.status_code
@@ -196,7 +198,9 @@ class NimbusProvider:
             raise UnsupportedOperationError(NAME, "spot", "Nimbus has no interruptible machines")
         machine = spec.instance_type or (spec.offer.instance_type if spec.offer else None)
         if machine is None:
-            raise ValidationError("instance_type", "Nimbus needs a machine type", allowed="e.g. 'a100x1'")
+            raise ValidationError(
+                "instance_type", "Nimbus needs a machine type", allowed="e.g. 'a100x1'"
+            )
         body = {
             "client_token": spec.launch_id,
             "machine_type": machine,
@@ -221,8 +225,9 @@ class NimbusProvider:
             await self._call("DELETE", f"/jobs/{_quote(resource_id)}")
             return await self.get(resource_id)
         except NotFoundError:
-            return Resource(id=resource_id, provider=NAME, state=ResourceState.TERMINATED,
-                            raw_state="deleted")
+            return Resource(
+                id=resource_id, provider=NAME, state=ResourceState.TERMINATED, raw_state="deleted"
+            )
 
     async def stop(self, resource_id: str) -> Resource:
         return self._resource(await self._json("POST", f"/jobs/{_quote(resource_id)}/stop"))
@@ -232,7 +237,9 @@ class NimbusProvider:
 
     async def logs(self, resource_id: str, *, follow: bool = False) -> AsyncIterator[str]:
         if follow:
-            raise UnsupportedOperationError(NAME, "follow_logs", "Nimbus serves logs once a job ran")
+            raise UnsupportedOperationError(
+                NAME, "follow_logs", "Nimbus serves logs once a job ran"
+            )
         response = await self._call("GET", f"/jobs/{_quote(resource_id)}/logs")
         for line in response.text.splitlines():
             yield line
