@@ -25,7 +25,10 @@ def fake() -> FakeNimbus:
 
 
 class TestNimbusConforms(ProviderConformance):
-    conformance_spec: ClassVar[dict[str, str]] = {"instance_type": "a100x1", "image": "python:3.12-slim"}
+    conformance_spec: ClassVar[dict[str, str]] = {
+        "instance_type": "a100x1",
+        "image": "python:3.12-slim",
+    }
     conformance_poll = 0.0  # the fake answers at once; nothing to wait for
 
     @pytest.fixture
