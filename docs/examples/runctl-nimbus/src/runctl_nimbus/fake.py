@@ -151,6 +151,7 @@ class NimbusDriver:
 
     def __init__(self, fake: FakeNimbus) -> None:
         self.fake = fake
+        self._failures = 0
 
     async def set_raw_state(self, resource_id: str, raw: str) -> None:
         job = self.fake.jobs[resource_id]
@@ -173,4 +174,5 @@ class NimbusDriver:
         return None
 
     async def fail_next_request(self) -> None:
-        self.fake.faults.append("reset" if len(self.fake.requests) % 2 else "503")
+        self._failures += 1
+        self.fake.faults.append("reset" if self._failures % 2 else "503")
