@@ -17,8 +17,6 @@ from . import clock as _clock
 
 __all__ = ["FakeClock"]
 
-#: Where virtual wall time starts unless told otherwise: fixed, so stamps are reproducible.
-DEFAULT_START = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
 
 class _Timer:
@@ -53,12 +51,16 @@ class FakeClock:
     deadline needs a sleeper beside it. Works under asyncio and trio.
 
     Args:
-        start: the virtual wall time at 0 (default: 2026-01-01 00:00 UTC, fixed so
-            stamps are reproducible).
+        start: the virtual wall time at 0 (default: the real time when the clock is made;
+            give a fixed one for reproducible stamps).
         passes: scheduler passes a sleeper yields before it moves time.
     """
 
-    def __init__(self, *, start: datetime = DEFAULT_START, passes: int = 5) -> None:
+    def __init__(self, *, start: datetime | None = None, passes: int = 5) -> None:
+        if start is None:
+            # The real time: fakes of provider APIs stamp their records with it, and a
+            # virtual "now" before their stamps would make finished things look future.
+            start = datetime.now(timezone.utc)
         if start.tzinfo is None:
             raise ValueError("start must be an aware datetime")
         self._start = start.astimezone(timezone.utc)
@@ -93,8 +95,9 @@ class FakeClock:
             while not timer.fired:
                 for _ in range(self._passes):
                     await anyio.lowlevel.checkpoint()
-                if not timer.fired:
-                    self._fire_next()
+                    if timer.fired:  # woken by another sleeper: go on at once
+                        return
+                self._fire_next()
         finally:
             timer.dead = True
 
