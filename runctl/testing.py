@@ -150,6 +150,10 @@ class BackendDriver(Protocol):
       (or a dropped connection); the kit checks that the provider raises a runctl
       error for it, never a library's own.
 
+    - ``indeterminate_states``: documented states that say the backend itself does
+      not know (a host that stopped reporting); they must map to ``UNKNOWN``, and
+      every other documented state must not.
+
     Attributes:
         documented_states: every raw state the provider's documentation lists.
     """
@@ -477,14 +481,18 @@ class _Kit:
         driver = self.need_driver()
         states = list(driver.documented_states)
         assert states, "the driver lists no documented states"
+        indeterminate = set(getattr(driver, "indeterminate_states", ()))
         c = await self.launch(self.spec_for("c"))
         unmapped, lost = [], []
         for raw in states:
             await driver.set_raw_state(c.id, raw)
             got = await self.get(c.id)
-            if got.state is ResourceState.UNKNOWN:
+            if raw in indeterminate:
+                if got.state is not ResourceState.UNKNOWN:
+                    lost.append(f"{raw} (the backend does not know) reported as {got.state.value}")
+            elif got.state is ResourceState.UNKNOWN:
                 unmapped.append(raw)
-            elif (got.raw_state or "").lower() != raw.lower():
+            if (got.raw_state or "").lower() != raw.lower():
                 lost.append(f"{raw} read back as raw_state {got.raw_state!r}")
         assert not unmapped, f"documented raw states that map to UNKNOWN: {unmapped}"
         assert not lost, "; ".join(lost)
