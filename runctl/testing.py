@@ -127,8 +127,6 @@ _SLUG = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 _S = ResourceState
 _STOPPING = frozenset({_S.STOPPING, _S.STOPPED})
 _STARTING = frozenset({_S.PENDING, _S.PROVISIONING, _S.RUNNING})
-#: A tag on everything one kit run launches, with a value of its own.
-_RUN_TAG = "runctl-conformance"
 
 
 # --- the backend driver -------------------------------------------------------------------------
@@ -328,9 +326,10 @@ class _Kit:
             await clock.sleep(self.poll)
 
     def spec_for(self, suffix: str, **changes: Any) -> LaunchSpec:
-        tags = {**self.spec.tags, _RUN_TAG: f"{self.run_id}-{suffix}"}
-        launch_id = self.spec.launch_id if suffix == "a" else f"{self.run_id}-{suffix}"
-        return attrs.evolve(self.spec, launch_id=launch_id, tags=tags, **changes)
+        # Told apart by launch id only: ``tags`` promises runctl's tags, not the user's
+        # (a provider may keep them in the name and refuse others).
+        launch_id = self.spec.launch_id if suffix == "a" else f"{self.run_id}_{suffix}"
+        return attrs.evolve(self.spec, launch_id=launch_id, **changes)
 
     def need_driver(self) -> BackendDriver:
         if self.driver is None:
@@ -449,12 +448,12 @@ class _Kit:
                 problems.append(
                     f"list(launch id {spec.launch_id}) gave {by_id}, not [{resource.id}]"
                 )
-            by_tag = await ids({_RUN_TAG: spec.tags[_RUN_TAG]})
-            if by_tag != [resource.id]:
-                problems.append(f"list(user tag of {resource.id}) gave {by_tag}")
-        both = await ids({TAG_LAUNCH_ID: self.spec.launch_id, _RUN_TAG: f"{self.run_id}-b"})
-        if both:
-            problems.append(f"list with two tags no resource has both of gave {both}")
+            both = await ids({TAG_LAUNCH_ID: spec.launch_id, TAG_MANAGED_BY: "runctl"})
+            if both != [resource.id]:
+                problems.append(f"list(launch id and managed-by of {resource.id}) gave {both}")
+        neither = await ids({TAG_LAUNCH_ID: self.spec.launch_id, TAG_MANAGED_BY: "someone-else"})
+        if neither:
+            problems.append(f"list with two tags no resource has both of gave {neither}")
         none = await ids({TAG_LAUNCH_ID: "runctl-conformance-no-such-launch"})
         if none:
             problems.append(f"list(an unused launch id) gave {none}")
