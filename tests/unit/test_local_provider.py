@@ -312,19 +312,28 @@ async def test_a_launch_cancelled_midway_terminates_what_it_created(runctl_home)
     from runctl.providers.local import LocalProvider
 
     created: list[str] = []
+    made = anyio.Event()
 
     class SlowLocal(LocalProvider):
         async def launch(self, spec):
             res = await super().launch(spec)
             created.append(res.id)
-            await anyio.sleep(60)  # the response never arrives
+            made.set()
+            await anyio.sleep_forever()  # the response never arrives
             return res
 
     settings = runctl.load_settings()
     async with runctl.AsyncClient(providers={"local": SlowLocal(settings.provider_config("local"))}) as rc:
-        with anyio.move_on_after(2):
-            await rc.launch(spec("import time; time.sleep(60)"))
-        assert created, "the launch should have created a process before the timeout"
+        scope = anyio.CancelScope()
+
+        async def launch() -> None:
+            with scope:
+                await rc.launch(spec("import time; time.sleep(60)"))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(launch)
+            await made.wait()  # cancelled once the process exists, however long that took
+            scope.cancel()
         assert (await rc.get(created[0])).state is ResourceState.TERMINATED
 
 
