@@ -26,6 +26,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from . import clock
     from ._convert import from_json, to_json
     from .client import AsyncClient, Client, Launch
     from .config import ProviderConfig, Secret, Settings, load_settings
@@ -126,6 +127,8 @@ _LAZY: dict[str, str] = {
     "Secret": "config",
     "Settings": "config",
     "load_settings": "config",
+    # The time seam (a module): what runctl sleeps, reads the time and sets deadlines with.
+    "clock": "clock",
     "from_json": "_convert",
     "to_json": "_convert",
     **dict.fromkeys(_ERRORS, "errors"),

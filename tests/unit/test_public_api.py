@@ -23,7 +23,7 @@ def test_all_is_pinned():
             "ProviderTimeoutError", "QuotaExceededError", "RateLimitedError", "Resource",
             "ResourceEndedError", "ResourceState", "RunctlError", "Secret", "ServerError", "Settings",
             "TerminationUnverifiedError", "UnsupportedOperationError", "ValidationError",
-            "WaitTimeoutError", "__version__", "estimate", "from_json", "load_settings",
+            "WaitTimeoutError", "__version__", "clock", "estimate", "from_json", "load_settings",
             "normalize_gpu", "providers", "to_json",
         ]
     )
