@@ -1,6 +1,7 @@
 """The worked example plugin, as a user gets it: a wheel installed into a fresh venv,
 found through its entry point, passes the conformance kit, and type-checks with
-``mypy --strict`` using only top-level ``from runctl import ...`` imports.
+``mypy --strict`` using only top-level ``from runctl import ...`` imports. Its own
+suite (the kit as a pytest class) runs in-process: test_example_suite.py.
 
 No network: the wheel is built without build isolation (hatchling is a test
 dependency) and installed with ``--no-deps --no-index`` into a venv that sees
@@ -95,13 +96,6 @@ def test_the_installed_wheel_is_found_by_its_entry_point_and_passes_the_kit(
 ) -> None:
     result = _run(venv_python, "-c", RUN_KIT, tmp_path, cwd=tmp_path)
     assert "conformance of 'nimbus': ok" in result.stdout
-
-
-def test_the_example_plugins_own_suite_passes_in_the_venv(venv_python: Path) -> None:
-    # The kit as a pytest class (ProviderConformance), under asyncio and trio.
-    result = _run(venv_python, "-m", "pytest", "-q", "-p", "no:randomly", EXAMPLE / "tests",
-                  cwd=EXAMPLE)
-    assert "2 passed" in result.stdout
 
 
 def test_the_example_plugin_imports_runctl_only_from_the_top_level() -> None:

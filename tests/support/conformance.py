@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .fake_http import Fault, FakeHttpServer
+from .fake_http import FakeHttpServer, Fault
 
 __all__ = ["HttpFaults", "documented_enum"]
 
