@@ -71,7 +71,9 @@ class LocalDriver:
             raise AssertionError(f"the local driver cannot produce {raw!r}")
         # Signals land when the kernel gets to them: return once the machine shows the state.
         with anyio.fail_after(30):
-            while (await self.provider.get(resource_id)).raw_state != raw:
+            while True:
+                if (await self.provider.get(resource_id)).raw_state == raw:
+                    return
                 await anyio.sleep(0.02)
 
     async def finish(self, resource_id: str, exit_code: int) -> None:
