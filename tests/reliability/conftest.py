@@ -24,8 +24,10 @@ SECRETS = (API_KEY, USER_SECRET)
 #: Seconds: the client's read timeout, and how late a "timeout" fault answers (and acts).
 CLIENT_TIMEOUT = 0.1
 SERVER_DELAY = 0.15
-#: A launch that failed without a clear answer looks this long for a late create.
-SETTLE = 0.15
+#: A launch that failed without a clear answer looks this long for a late create: twice
+#: the time a "timeout" create lands after the client gave up (SERVER_DELAY - CLIENT_TIMEOUT),
+#: and more, so that a busy machine's scheduling does not decide the outcome.
+SETTLE = 0.3
 
 
 class TextSink:
