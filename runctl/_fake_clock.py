@@ -48,7 +48,10 @@ class FakeClock:
     virtual wake-up times, as they would on a real clock. Real I/O takes no
     virtual time, and a deadline fires only when some task sleeps up to it (or the
     test calls :meth:`advance`): a task that waits on anything else under a
-    deadline needs a sleeper beside it. Works under asyncio and trio.
+    deadline needs a sleeper beside it. Nor does it suit a test whose fake backend
+    acts in real time (a thread that carries out a request late): a window the code
+    waits through in virtual time then takes no real time, and misses it. Works
+    under asyncio and trio.
 
     Args:
         start: the virtual wall time at 0 (default: the real time when the clock is made;
