@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -138,11 +137,10 @@ class TestAsyncClient:
             async for line in rc.logs(res, follow=True):
                 if line == "ready":
                     break
-            started = time.monotonic()
             ended = await rc.terminate(res)
         assert ended.state is ResourceState.TERMINATED
+        # Killed (it ignores SIGTERM and would sleep 60 s): the escalation happened.
         assert ended.exit_code == 128 + signal.SIGKILL
-        assert time.monotonic() - started < 10
 
     @pytest.mark.anyio
     async def test_a_missing_command_fails_with_127_and_says_why(self):
