@@ -182,7 +182,7 @@ async def run_cancellations(
 
     A launch that finishes before its step is terminated as usual and does not count.
     """
-    figures = Figures(name=f"{count} launches cancelled at random points")
+    figures = Figures(name=f"{count} launches cancelled at random steps")
     rng = random.Random(seed)
     started = time.monotonic()
     for i in range(count * 5):
