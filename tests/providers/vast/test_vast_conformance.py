@@ -65,8 +65,8 @@ async def test_vast_conforms(vast: FakeVast, fake_clock: FakeClock) -> None:
     provider = make(vast)
     spec = LaunchSpec(command=["true"], provider="vast", gpu="RTX 4090", launch_id="conform1")
     try:
-        # Polls 5 s apart in virtual time: the exit marker is read at most every 30 s.
-        report = await check_provider(provider, spec=spec, driver=VastDriver(vast), poll=5.0)
+        # Polls 10 s apart in virtual time: the exit marker is read at most every 30 s.
+        report = await check_provider(provider, spec=spec, driver=VastDriver(vast), poll=10.0)
     finally:
         await provider.aclose()
     assert report.ok, str(report)
