@@ -13,7 +13,7 @@ import pytest
 from runctl_nimbus import NimbusProvider
 from runctl_nimbus.fake import FakeNimbus, NimbusDriver
 
-from runctl import LaunchSpec, ProviderConfig
+from runctl import LaunchSpec, ProviderConfig, Resource, clock
 from runctl.testing import ConformanceReport, check_provider
 
 from .broken.variants import all_variants
@@ -88,3 +88,22 @@ async def test_a_terminate_that_crashes_is_reported_not_raised_and_the_rest_stil
     assert "everything launched was terminated" in failures
     # checks after the crash still ran
     assert any(r.name == "unknown id: get raises NotFoundError" and r.passed for r in report.results)
+
+
+@pytest.mark.usefixtures("fake_clock")
+async def test_a_method_that_never_answers_is_reported_as_hung_and_the_kit_goes_on(
+    tmp_path: Path,
+) -> None:
+    class Hangs(NimbusProvider):
+        async def stop(self, resource_id: str) -> Resource:
+            await clock.sleep(10**6)  # the API never answers (virtual time: no real wait)
+            raise AssertionError("unreachable")
+
+    report, fake = await _kit(Hangs, tmp_path)
+    failures = {f.name: f.detail for f in report.failures}
+    assert list(failures) == [
+        "stop/start works, or raises UnsupportedOperationError",
+        "unknown id: other methods raise runctl errors",  # stop of an unknown id hangs too
+    ]
+    assert all("stop did not return within 120 s" in d for d in failures.values()), failures
+    assert fake.live() == []
