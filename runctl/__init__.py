@@ -28,6 +28,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from . import clock
     from ._convert import (
         from_json,
         to_json,
@@ -158,6 +159,7 @@ __all__ = [
     "ValidationError",
     "WaitTimeoutError",
     "__version__",
+    "clock",
     "estimate",
     "from_json",
     "interrupt_on_signals",
@@ -227,6 +229,8 @@ _LAZY: dict[str, str] = {
     "rendezvous_env": "rendezvous",
     "SignalInterrupt": "_signals",
     "interrupt_on_signals": "_signals",
+    # The time seam (a module): what runctl sleeps, reads the time and sets deadlines with.
+    "clock": "clock",
 }
 
 
@@ -237,7 +241,7 @@ def __getattr__(name: str) -> Any:
     from importlib import import_module
 
     imported = import_module(f".{module}", __name__)
-    value = getattr(imported, name)
+    value = imported if module == name else getattr(imported, name)
     globals()[name] = value
     return value
 

@@ -30,10 +30,10 @@ from __future__ import annotations
 
 import re
 import shlex
-import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import NamedTuple
 
+from . import clock as _clock
 from .models import Resource, ResourceState
 
 __all__ = [
@@ -182,7 +182,7 @@ class ExitCodes:
         clock: a monotonic clock (tests).
     """
 
-    def __init__(self, *, every: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, *, every: float, clock: Callable[[], float] = _clock.monotonic) -> None:
         self.every = every
         self._clock = clock
         self._codes: dict[str, int] = {}

@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from . import clock
 from .cost import BillingRule, Money, Price
 from .errors import ConfigurationError
 from .gpus import gpu_for_instance_type, normalize_gpu
@@ -182,7 +183,7 @@ class Snapshot:
 
     def age(self, now: datetime | None = None) -> timedelta:
         """How old the oldest figures in the snapshot are."""
-        return (now or datetime.now(timezone.utc)) - self.observed_at
+        return (now or clock.now()) - self.observed_at
 
     def is_stale(self, settings: Settings, now: datetime | None = None) -> bool:
         """Whether the snapshot is older than ``settings.max_snapshot_age_days``."""
@@ -675,7 +676,7 @@ async def refresh(
 
     async def ask(provider: Provider) -> None:
         try:
-            with anyio.fail_after(limit):
+            with clock.fail_after(limit):
                 offers = list(await provider.offers(OfferQuery()))
             # Only market prices belong in the snapshot: a provider whose offers are all
             # fixed ("static", such as this machine at no cost) is not a price source.
@@ -692,7 +693,7 @@ async def refresh(
                 declared[provider.name] = rule
             tg.start_soon(ask, provider)
 
-    now = datetime.now(timezone.utc).replace(microsecond=0)
+    now = clock.now().replace(microsecond=0)
     writer = _Writer()
     meta: dict[str, Any] = {}
     by_provider: dict[str, list[Offer]] = {}

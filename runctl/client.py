@@ -18,7 +18,6 @@ import inspect
 import logging
 import math
 import threading
-import time
 from collections.abc import (
     AsyncIterator,
     Awaitable,
@@ -39,6 +38,7 @@ import anyio
 import anyio.from_thread
 import attrs
 
+from . import clock
 from .config import Settings, load_settings
 from .cost import Money, Price
 from .cost import cost as _cost
@@ -342,7 +342,7 @@ class AsyncClient:
 
             async def ask(name: str) -> None:
                 try:
-                    with anyio.fail_after(limit):
+                    with clock.fail_after(limit):
                         live_results[name] = list(await self.provider(name).offers(query))
                 except TimeoutError:
                     failures[name] = ProviderTimeoutError(
@@ -758,7 +758,7 @@ class AsyncClient:
             raise ValidationError(
                 "timeout", f"{timeout!r} is invalid", allowed="seconds >= 0, or None"
             )
-        deadline = math.inf if timeout is None else anyio.current_time() + timeout
+        deadline = math.inf if timeout is None else clock.monotonic() + timeout
         interval = poll if poll is not None else 0.2
         last_state: ResourceState | None = None
         while True:
@@ -772,10 +772,10 @@ class AsyncClient:
                 return current
             if not any(current.state.can_become(t) for t in targets):
                 raise ResourceEndedError(current, str(label))
-            remaining = deadline - anyio.current_time()
+            remaining = deadline - clock.monotonic()
             if remaining <= 0:
                 raise WaitTimeoutError(current, str(label), float(timeout or 0))
-            await anyio.sleep(min(interval, remaining))
+            await clock.sleep(min(interval, remaining))
             if poll is None:
                 interval = min(interval * 1.5, 10.0)
 
@@ -1236,7 +1236,7 @@ class Client:
             timeout: stop following after this many seconds (the sync counterpart of
                 wrapping the async iteration in ``anyio.move_on_after``).
         """
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = None if timeout is None else clock.monotonic() + timeout
         lines: ObjectStream[str] = self._call(_open_line_stream)
         send, receive = lines
 
@@ -1247,9 +1247,9 @@ class Client:
 
         async def batch() -> list[str]:
             # One thread hop per batch of ready lines, not per line.
-            left = math.inf if deadline is None else deadline - time.monotonic()
+            left = math.inf if deadline is None else deadline - clock.monotonic()
             got: list[str] = []
-            with anyio.move_on_after(left):  # cancelling a stream receive loses nothing
+            with clock.move_on_after(left):  # cancelling a stream receive loses nothing
                 try:
                     got.append(await receive.receive())
                 except anyio.EndOfStream:

@@ -463,6 +463,6 @@ def cost(resource: Resource, *, now: datetime | None = None) -> Money | None:
 
 
 def _utcnow() -> datetime:
-    from datetime import timezone
+    from .clock import now
 
-    return datetime.now(timezone.utc)
+    return now()

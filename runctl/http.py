@@ -27,14 +27,13 @@ import ipaddress
 import json
 import logging
 import random
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-import anyio
 import httpx
 
+from . import clock
 from .config import Secret
 from .errors import (
     AuthenticationError,
@@ -182,7 +181,7 @@ def _retry_after(response: httpx.Response) -> float | None:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
-    return max(0.0, when.timestamp() - time.time())
+    return max(0.0, when.timestamp() - clock.now().timestamp())
 
 
 def _request_id(response: httpx.Response) -> str | None:
@@ -216,7 +215,7 @@ class HttpApi:
         classify: a provider hook that turns an error response into a more precise
             error (capacity, quota ...); return ``None`` to use the default mapping.
         transport: an ``httpx`` transport (tests use ``httpx.MockTransport``).
-        sleep: the async sleep used between retries (tests pass a fake).
+        sleep: the async sleep used between retries; default :func:`runctl.clock.sleep`.
     """
 
     def __init__(
@@ -241,7 +240,7 @@ class HttpApi:
         self.retry = retry or RetryPolicy()
         self._classify = classify
         self._secrets = (secret.reveal(),) if secret is not None else ()
-        self._sleep = sleep or anyio.sleep
+        self._sleep = sleep or clock.sleep
         self._client = httpx.AsyncClient(
             base_url=self.base_url,
             auth=_SecretAuth(auth_header, secret, auth_scheme) if secret is not None else None,
@@ -347,7 +346,7 @@ class HttpApi:
         refused = 0
         while True:
             attempt += 1
-            started = time.monotonic()
+            started = clock.monotonic()
             try:
                 response = await self._client.request(method, path, params=params, json=json_body)
             except httpx.TransportError as e:
@@ -369,7 +368,7 @@ class HttpApi:
                 method,
                 _safe_url(response.request.url),
                 response.status_code,
-                (time.monotonic() - started) * 1000,
+                (clock.monotonic() - started) * 1000,
             )
             if response.status_code < 400:
                 return response

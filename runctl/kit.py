@@ -260,8 +260,10 @@ def check_resource_id(
 
 
 def utcnow() -> datetime:
-    """The current time, timezone-aware UTC."""
-    return datetime.now(timezone.utc)
+    """The current time, timezone-aware UTC, read through the time seam (:mod:`runctl.clock`)."""
+    from . import clock
+
+    return clock.now()
 
 
 def parse_timestamp(value: object) -> datetime | None:

@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
 
+from . import clock
 from .cost import Money, Price
 from .errors import LedgerError, ValidationError
 from .models import MAX_TTL, TAG_LAUNCH_ID, TAG_TTL, ResourceState
@@ -126,7 +127,7 @@ _HINTS = {
 
 
 def _utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return clock.now()
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import attrs
 
+from . import clock
 from .cost import Money, Price, cost
 from .errors import (
     AuthenticationError,
@@ -101,13 +102,7 @@ DEFAULT_TTL = timedelta(hours=24)
 
 
 def _utcnow() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-# The clock and sleep of the settle wait: one seam (tests drive it; the core time seam
-# replaces these two names).
-_monotonic = anyio.current_time
-_sleep = anyio.sleep
+    return clock.now()
 
 
 def _show(amount: Money) -> str:
@@ -297,9 +292,9 @@ async def _find_settled(
         RunctlError: no lookup asked after ``settle`` seconds was answered (the last
             error); the caller must keep the launch open as unknown.
     """
-    deadline = _monotonic() + settle
+    deadline = clock.monotonic() + settle
     while True:
-        asked_at = _monotonic()
+        asked_at = clock.monotonic()
         try:
             found = await find_launch(provider, launch_id)
         except RunctlError:
@@ -310,8 +305,8 @@ async def _find_settled(
                 return found
             if asked_at >= deadline:
                 return []
-        remaining = deadline - _monotonic()
-        await _sleep(min(poll_interval, remaining) if remaining > 0 else 0)
+        remaining = deadline - clock.monotonic()
+        await clock.sleep(min(poll_interval, remaining) if remaining > 0 else 0)
 
 
 # --- launch -------------------------------------------------------------------------------------
@@ -416,7 +411,7 @@ async def launch_safely(
         raise
     except BaseException as interrupt:
         # Cancelled, timed out or interrupted: undo, shielded from the cancellation.
-        with anyio.move_on_after(cleanup_timeout, shield=True) as scope:
+        with clock.move_on_after(cleanup_timeout, shield=True) as scope:
             await _undo_launch(
                 provider, spec.launch_id, ledger, resource, settle, poll_interval, interrupt
             )
@@ -589,12 +584,12 @@ async def terminate_verified(
         TerminationUnverifiedError: the provider never confirmed within ``timeout``;
             the ledger keeps the record open.
     """
-    deadline = anyio.current_time() + timeout
+    deadline = clock.monotonic() + timeout
     last_error: RunctlError | None = None
     last_seen: Resource | None = None
     while True:
         # Terminate is idempotent: asking again is how a stale or lagging answer is refreshed.
-        with anyio.move_on_after(max(deadline - anyio.current_time(), 0.0)):
+        with clock.move_on_after(max(deadline - clock.monotonic(), 0.0)):
             try:
                 last_seen = await _ask_terminate(provider, resource_id)
             except RunctlError as e:
@@ -603,10 +598,10 @@ async def terminate_verified(
                 if last_seen.state in _ENDED:
                     _close_terminated(ledger, provider.name, last_seen, note)
                     return last_seen
-        remaining = deadline - anyio.current_time()
+        remaining = deadline - clock.monotonic()
         if remaining <= 0:
             break
-        await anyio.sleep(min(poll_interval, remaining))
+        await clock.sleep(min(poll_interval, remaining))
     state = last_seen.state.value if last_seen is not None else "unconfirmed"
     message = (
         f"{provider.name}: {resource_id}: terminate requested but the provider still "

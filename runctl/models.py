@@ -13,12 +13,13 @@ import math
 import re
 import uuid
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal, NoReturn
 
 import attrs
 
+from . import clock
 from .cost import Money, Price, _to_decimal
 from .errors import ValidationError
 
@@ -125,7 +126,7 @@ _REACHABLE = _closure()
 
 
 def _utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return clock.now()
 
 
 # --- validators ---------------------------------------------------------------------------------

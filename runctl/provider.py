@@ -460,7 +460,8 @@ class RestProviderBase(ProviderBase):
         transport: an httpx transport (tests); default: the network.
         retry: the HTTP retry policy; default: :class:`runctl.http.RetryPolicy`.
         timeout: HTTP timeouts; default: connect 10 s, everything else 30 s.
-        sleep: the async sleep used between retries and other waits (tests).
+        sleep: the async sleep used between retries and other waits; default
+            :func:`runctl.clock.sleep`.
     """
 
     #: The API root; the ``base_url`` setting (``RUNCTL_<NAME>_BASE_URL``) overrides it.
@@ -627,9 +628,9 @@ class RestProviderBase(ProviderBase):
         if self._sleep_fn is not None:
             await self._sleep_fn(seconds)
         else:
-            import anyio
+            from . import clock
 
-            await anyio.sleep(seconds)
+            await clock.sleep(seconds)
 
     _sleep = sleep
 

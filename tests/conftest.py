@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
+from runctl.testing import fake_clock  # noqa: F401  (the fixture: a virtual clock for the test)
+
 # Shared 2-core machines: no per-example deadline (speed is measured in benchmarks, not here).
 settings.register_profile("default", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("default")

@@ -78,6 +78,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import attrs
 
+from .. import clock
 from ..cost import Money, Price
 from ..errors import (
     CapacityError,
@@ -785,7 +786,6 @@ class RunPodProvider(RestProviderBase):
         return known
 
     async def _logs(self, resource_id: str, *, follow: bool) -> AsyncIterator[str]:
-        import anyio
 
         # Following needs the launch id to end with the command; one pod read is cheap.
         launch_id = (
@@ -804,7 +804,7 @@ class RunPodProvider(RestProviderBase):
                 if code is not None and follow:
                     # The command ended: stop unless the container restarts meanwhile.
                     line = None
-                    with anyio.move_on_after(self._log_idle_timeout):
+                    with clock.move_on_after(self._log_idle_timeout):
                         line = await anext(lines, None)
                     if line is None:
                         break
@@ -830,7 +830,6 @@ class RunPodProvider(RestProviderBase):
         Without ``follow``: at most ``tail`` past lines, ending at the first line
         written after the call or after ``idle`` seconds without a line.
         """
-        import anyio
 
         started = utcnow()
         params: dict[str, Any] = {"source": "container", "tail": tail}
@@ -849,7 +848,7 @@ class RunPodProvider(RestProviderBase):
                         line = await anext(lines, None)
                     else:
                         line = None
-                        with anyio.move_on_after(idle):
+                        with clock.move_on_after(idle):
                             line = await anext(lines, None)
                     if line is None:
                         break
@@ -884,7 +883,7 @@ class RunPodProvider(RestProviderBase):
                 await lines.aclose()
             if not follow:
                 return
-            await anyio.sleep(1.0)
+            await self._sleep(1.0)
 
 
 def _log_event(payload: str) -> tuple[str, str | None] | None:

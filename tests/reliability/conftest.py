@@ -24,8 +24,10 @@ SECRETS = (API_KEY, USER_SECRET)
 #: Seconds: the client's read timeout, and how late a "timeout" fault answers (and acts).
 CLIENT_TIMEOUT = 0.1
 SERVER_DELAY = 0.15
-#: A launch that failed without a clear answer looks this long for a late create.
-SETTLE = 0.15
+#: A launch that failed without a clear answer looks this long for a late create: twice
+#: the time a "timeout" create lands after the client gave up (SERVER_DELAY - CLIENT_TIMEOUT),
+#: and more, so that a busy machine's scheduling does not decide the outcome.
+SETTLE = 0.3
 
 
 class TextSink:
@@ -97,10 +99,10 @@ def fake_runpod() -> Callable[..., FakeRunPod]:
 
 
 @pytest.fixture
-def runpod_provider(monkeypatch: pytest.MonkeyPatch) -> Callable[[FakeRunPod], object]:
+def runpod_provider(monkeypatch: pytest.MonkeyPatch) -> Callable[..., object]:
     """The real RunPod provider, configured the way a user would, pointed at a fake server."""
 
-    def build(server: FakeRunPod) -> object:
+    def build(server: FakeRunPod, transport: httpx.AsyncBaseTransport | None = None) -> object:
         from runctl.providers.runpod import RunPodProvider
 
         monkeypatch.setenv("RUNPOD_API_KEY", API_KEY)
@@ -111,6 +113,7 @@ def runpod_provider(monkeypatch: pytest.MonkeyPatch) -> Callable[[FakeRunPod], o
             # Retry sleeps near zero: the suite measures behaviour, not patience.
             retry=RetryPolicy(attempts=5, base=0.0005, cap=0.005),
             timeout=httpx.Timeout(CLIENT_TIMEOUT, connect=2.0),
+            transport=transport,
         )
 
     return build

@@ -6,11 +6,14 @@ from __future__ import annotations
 import json
 import os
 import random
+import time
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import anyio.lowlevel
 import attrs
+import httpx
 
 from runctl.errors import RunctlError
 from runctl.lifecycle import cleanup, launch_safely, reconcile, terminate_verified
@@ -109,47 +112,94 @@ async def run_cycles(
     server: FakeRunPod, provider: Provider, ledger: Ledger, cycles: int, sink: TextSink
 ) -> Figures:
     figures = Figures(name=f"{cycles} launch/terminate cycles")
-    started = anyio.current_time()
+    started = time.monotonic()
     for i in range(cycles):
         spec = spec_for(f"cycle-{i:05d}")
         resource = await _launch_until_done(provider, spec, ledger, figures, sink)
         sink.add(resource)
         await _terminate_until_done(provider, resource.id, ledger, figures, sink)
         figures.cycles += 1
-    figures.seconds = round(anyio.current_time() - started, 1)
+    figures.seconds = round(time.monotonic() - started, 1)
     await _settle_and_check(server, provider, ledger, figures, sink)
     return figures
+
+
+class CancelAt(httpx.AsyncBaseTransport):
+    """The provider's transport, which cancels the running launch at a chosen step.
+
+    Steps count the launch's requests: step ``2k - 1`` is just before request ``k``
+    is sent, step ``2k`` just after its answer arrived (the server acted, the caller
+    never hears). Cancelling at a step, not at a moment of wall-clock time, makes
+    the run the same on a loaded machine as on an idle one.
+    """
+
+    def __init__(self) -> None:
+        self._inner = httpx.AsyncHTTPTransport()
+        self._scope: anyio.CancelScope | None = None
+        self._step = 0
+        self._seen = 0
+
+    def arm(self, scope: anyio.CancelScope, step: int) -> None:
+        self._scope, self._step, self._seen = scope, step, 0
+
+    def disarm(self) -> None:
+        self._scope = None
+
+    async def _maybe_cancel(self) -> None:
+        self._seen += 1
+        if self._scope is not None and self._seen == self._step:
+            scope, self._scope = self._scope, None
+            scope.cancel()
+            await anyio.lowlevel.checkpoint()  # raises the cancellation here
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        await self._maybe_cancel()
+        response = await self._inner.handle_async_request(request)
+        try:
+            await self._maybe_cancel()
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await response.aclose()
+            raise
+        return response
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
 
 
 async def run_cancellations(
     server: FakeRunPod,
     provider: Provider,
+    transport: CancelAt,
     ledger: Ledger,
     count: int,
     seed: int,
     sink: TextSink,
     *,
-    within: float = 0.015,
+    steps: int = 6,
 ) -> Figures:
-    """Cancel ``count`` launches, each at a random moment within ``within`` seconds.
+    """Cancel ``count`` launches, each at a random step among its first ``steps`` (see CancelAt).
 
-    A launch that finishes before its moment is terminated as usual and does not count.
+    A launch that finishes before its step is terminated as usual and does not count.
     """
-    figures = Figures(name=f"{count} launches cancelled at random points")
+    figures = Figures(name=f"{count} launches cancelled at random steps")
     rng = random.Random(seed)
-    started = anyio.current_time()
+    started = time.monotonic()
     for i in range(count * 5):
         if figures.cancellations == count:
             break
         launch_id = f"cancel-{i:04d}"
         resource = None
-        with anyio.move_on_after(rng.uniform(0, within)) as scope:
+        with anyio.CancelScope() as scope:
+            transport.arm(scope, rng.randint(1, steps))
             try:
                 resource = await launch_safely(
                     provider, spec_for(launch_id), ledger, settle=SETTLE, poll_interval=0.03
                 )
             except RunctlError as e:
                 _count(figures, e, sink)
+            finally:
+                transport.disarm()
         if scope.cancelled_caught:
             figures.cancellations += 1
             if server.pods_of(launch_id):
@@ -159,10 +209,10 @@ async def run_cancellations(
             # Nothing of this launch may run on, right after the cancelled call returned.
             figures.leaks += sum(server.is_live(p) for p in server.pods_of(launch_id))
         elif resource is not None:
-            # Finished before the deadline: the caller terminates it as usual.
+            # Finished before its step: the caller terminates it as usual.
             await _terminate_until_done(provider, resource.id, ledger, figures, sink)
         figures.cycles += 1
-    figures.seconds = round(anyio.current_time() - started, 1)
+    figures.seconds = round(time.monotonic() - started, 1)
     await _settle_and_check(server, provider, ledger, figures, sink, count_leaks=False)
     return figures
 

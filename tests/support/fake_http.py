@@ -98,6 +98,7 @@ class FakeHttpServer:
     def __init__(self) -> None:
         self._routes: list[tuple[str, re.Pattern[str], Handler]] = []
         self._faults: dict[tuple[str, str], deque[Fault]] = {}
+        self._any_faults: deque[Fault] = deque()
         self._lock = threading.Lock()
         self.requests: list[Request] = []
         self._server: ThreadingHTTPServer | None = None
@@ -115,9 +116,16 @@ class FakeHttpServer:
         with self._lock:
             self._faults.setdefault((method.upper(), template), deque()).extend(faults)
 
-    def _next_fault(self, method: str, template: str) -> Fault | None:
+    def fail_next(self, *faults: Fault) -> None:
+        """Queue faults for the next requests, whatever they are (before any route's faults)."""
         with self._lock:
-            queue = self._faults.get((method, template))
+            self._any_faults.extend(faults)
+
+    def _next_fault(self, method: str, template: str | None) -> Fault | None:
+        with self._lock:
+            if self._any_faults:
+                return self._any_faults.popleft()
+            queue = self._faults.get((method, template)) if template else None
             return queue.popleft() if queue else None
 
     def _match(self, method: str, path: str) -> tuple[Handler, dict[str, str], str] | None:
@@ -197,7 +205,7 @@ class FakeHttpServer:
         with self._lock:
             self.requests.append(request)
         template = self._template_of(h.command, parts.path)
-        fault = self._next_fault(h.command, template) if template else None
+        fault = self._next_fault(h.command, template)
         if fault and fault.kind == "reset":
             h.close_connection = True
             h.connection.close()

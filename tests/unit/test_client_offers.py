@@ -5,14 +5,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from decimal import Decimal
 
-import anyio
 import pytest
 
 import runctl
-from runctl import Offer, OfferQuery
+from runctl import Offer, OfferQuery, clock
 from runctl.cost import Money, Price
 from runctl.errors import ServerError
 from runctl.models import Capabilities, Gpu
@@ -36,7 +34,7 @@ class FakeLive:
         return Capabilities(live_offers=True)
 
     async def offers(self, query):
-        await anyio.sleep(self._delay)
+        await clock.sleep(self._delay)
         if self._error:
             raise self._error
         return self._offers
@@ -67,14 +65,13 @@ async def test_live_offers_replace_that_providers_snapshot_rows_and_others_fill_
     assert found[0].price.per_gpu_hour == Money(Decimal("0.125"))
 
 
-async def test_one_broken_provider_never_hides_the_others():
+async def test_one_broken_provider_never_hides_the_others(fake_clock):
     broken = FakeLive("runpod", error=ServerError("boom", provider="runpod", status=500))
     slow = FakeLive("vast", [offer("vast", "9.00")], delay=30)
     fine = FakeLive("lambda", [offer("lambda", "2.00")])
     async with runctl.AsyncClient(providers={"runpod": broken, "vast": slow, "lambda": fine}) as rc:
-        started = time.monotonic()
         found = await rc.offers(OfferQuery(gpu="H100"), providers=["runpod", "vast", "lambda"], timeout=0.5)
-    assert time.monotonic() - started < 5
+    assert fake_clock.monotonic() == 0.5  # gave up on the slow one at the timeout, not after its 30 s
     assert isinstance(found.errors["runpod"], ServerError)
     assert "0.5" in str(found.errors["vast"])
     assert "lambda" not in found.errors
@@ -105,7 +102,7 @@ def test_with_no_network_offers_come_from_the_snapshot_quickly_and_sources_are_r
         "with runctl.Client() as rc:\n"
         "    found = rc.offers(gpu='H100', limit=3)\n"
         "print(json.dumps({'s': time.monotonic() - t, 'n': len(found),\n"
-        "                  'errors': sorted(found.errors)}))\n"
+        "                  'errors': {n: type(e).__name__ for n, e in found.errors.items()}}))\n"
     )
     env = {
         "PATH": "/usr/bin:/bin", "HOME": "/nonexistent",
@@ -123,4 +120,6 @@ def test_with_no_network_offers_come_from_the_snapshot_quickly_and_sources_are_r
     installed = {i.name for i in runctl.list_providers(check=False)}
     live_rest = {n for n in ("runpod", "vast") if n in installed}
     assert live_rest <= set(result["errors"])
-    assert result["s"] < 5
+    # Quickly, by construction rather than by the clock: a refused connection fails at once,
+    # so no provider may have run into the offer timeout.
+    assert "ProviderTimeoutError" not in result["errors"].values(), result

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any
 
 import anyio
 import pytest
 
+from runctl import clock
 from runctl.cost import Money, Price
 from runctl.errors import (
     BudgetExceededError,
@@ -34,14 +35,16 @@ from runctl.lifecycle import (
 from runctl.models import Capabilities, LaunchSpec, Offer, Resource, ResourceState
 from runctl.provider import ProviderBase
 
-pytestmark = pytest.mark.anyio
+# Every wait here (the fake cloud's, the settle looks, the deadlines) is on the fake clock:
+# the outcome of a cancellation depends on virtual time, never on how busy the machine is.
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("fake_clock")]
 
 PRICE = Price(per_hour=Money("2.00"), gpu_count=1)
 FAST = {"settle": 0.05, "poll_interval": 0.005}
 
 
 def now() -> datetime:
-    return datetime.now(timezone.utc)
+    return clock.now()
 
 
 class FakeCloud(ProviderBase):
@@ -87,13 +90,13 @@ class FakeCloud(ProviderBase):
         self.launch_calls += 1
         if self.on_launch is not None:
             self.on_launch(spec)
-        await anyio.sleep(self.before_create)
+        await clock.sleep(self.before_create)
         fault = self._fault("launch")
         if isinstance(fault, BaseException):
             raise fault
         existing = [r for r in self.live() if r.launch_id == spec.launch_id]
         created = existing[0] if existing else self.add(spec.launch_id, tags=spec.runctl_tags)
-        await anyio.sleep(self.after_create)
+        await clock.sleep(self.after_create)
         if fault == "lose":
             error = ProviderConnectionError("POST /pods failed (ReadError)", provider=self.name)
             error.maybe_applied = True
@@ -186,33 +189,7 @@ async def test_when_the_provider_cannot_be_asked_the_launch_stays_pending_for_re
     assert ledger.get("l1").resource_id == cloud.live()[0].id  # type: ignore[union-attr]
 
 
-class FakeClock:
-    """The settle wait's clock: sleeping moves it on at once."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def monotonic(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.now += seconds
-        await anyio.lowlevel.checkpoint()
-
-
-@pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
-    from runctl import lifecycle
-
-    fake = FakeClock()
-    monkeypatch.setattr(lifecycle, "_monotonic", fake.monotonic)
-    monkeypatch.setattr(lifecycle, "_sleep", fake.sleep)
-    return fake
-
-
-async def test_a_lagging_list_then_rate_limits_never_close_a_created_launch_as_nothing(
-    clock: FakeClock,
-) -> None:
+async def test_a_lagging_list_then_rate_limits_never_close_a_created_launch_as_nothing() -> None:
     # Issue 9: the create is carried out after the client's read timeout; one lookup
     # gets a 500, one an empty list (the list lags), the later ones are rate limited.
     from runctl.errors import RateLimitedError
@@ -234,9 +211,9 @@ async def test_a_lagging_list_then_rate_limits_never_close_a_created_launch_as_n
 
 
 async def test_an_empty_answer_after_the_settle_period_closes_the_launch_as_nothing_created(
-    clock: FakeClock,
 ) -> None:
     cloud, ledger = FakeCloud(), Ledger()
+    started = clock.monotonic()
     error = ProviderConnectionError("POST /pods failed (ReadError)", provider="fake")
     error.maybe_applied = True
     cloud.faults["launch"] = [error]  # raised before anything was created
@@ -246,7 +223,7 @@ async def test_an_empty_answer_after_the_settle_period_closes_the_launch_as_noth
     record = ledger.get("l1")
     assert record is not None and record.status == "closed"
     assert record.note == "launch failed (ProviderConnectionError); nothing created"
-    assert clock.now >= 3.0  # only once the settle period was over
+    assert clock.monotonic() - started >= 3.0  # only once the settle period was over
 
 
 async def test_retrying_a_launch_id_returns_the_resource_it_created() -> None:
@@ -279,9 +256,10 @@ async def test_a_cancelled_launch_leaves_nothing_running(after: float) -> None:
     cloud, ledger = FakeCloud(), Ledger()
     cloud.before_create = 0.02  # the create happens 20 ms into the launch ...
     cloud.after_create = 0.04  # ... and the launch returns 40 ms after that
-    with anyio.move_on_after(after) as scope:
+    with clock.move_on_after(after) as scope:
         await launch_safely(cloud, spec(), ledger, **FAST)
     assert scope.cancelled_caught
+    assert bool(cloud.resources) is (after > 0.02)  # in virtual time, so always the same branch
     assert cloud.live() == []
     record = ledger.get("l1")
     assert record is not None
@@ -298,7 +276,7 @@ async def test_a_timeout_inside_launch_terminates_what_was_created() -> None:
     ledger.records()  # created before the clock starts: only the launch is timed
     cloud.after_create = 1.0
     with pytest.raises(TimeoutError):
-        with anyio.fail_after(0.05):
+        with clock.fail_after(0.05):
             await launch_safely(cloud, spec(), ledger, **FAST)
     assert len(cloud.resources) == 1
     assert cloud.live() == []
@@ -317,7 +295,7 @@ async def test_cancelling_the_asyncio_task_directly_leaves_nothing_running(
     cloud.before_create = 0.01
     cloud.after_create = 1.0
     task = asyncio.ensure_future(launch_safely(cloud, spec(), ledger, **FAST))
-    await asyncio.sleep(0.05)
+    await clock.sleep(0.05)  # the create happened at 0.01; the launch returns at 1.01
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
@@ -331,12 +309,12 @@ async def test_a_cancelled_launch_catches_a_resource_created_late() -> None:
     cloud.before_create = 0.05
 
     async def cancel_then_create_late() -> None:
-        with anyio.move_on_after(0.01):
+        with clock.move_on_after(0.01):
             await launch_safely(cloud, spec(), ledger, settle=0.5, poll_interval=0.01)
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(cancel_then_create_late)
-        await anyio.sleep(0.02)
+        await clock.sleep(0.02)
         cloud.add("l1")  # the provider carries out the create after the client gave up
     assert cloud.live() == []
 

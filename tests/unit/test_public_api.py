@@ -24,7 +24,7 @@ def test_all_is_pinned():
             "ResourceEndedError", "ResourceList", "ResourceState", "RunctlError", "Secret", "ServerError", "Settings",
             "SignalInterrupt", "interrupt_on_signals",
             "TerminationUnverifiedError", "UnsupportedOperationError", "ValidationError",
-            "WaitTimeoutError", "__version__", "estimate", "from_json", "load_settings",
+            "WaitTimeoutError", "__version__", "clock", "estimate", "from_json", "load_settings",
             "list_providers", "normalize_gpu", "rendezvous_env", "to_json",
         ]
     )

@@ -1,0 +1,1 @@
+"""Deliberately broken variants of the Nimbus example plugin (see variants.py)."""
