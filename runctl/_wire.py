@@ -34,17 +34,24 @@ _SECRET_KEY = (
 
 def _scrub(data: object) -> object:
     if isinstance(data, Mapping):
-        return {
-            k: "***" if isinstance(k, str) and any(s in k.lower() for s in _SECRET_KEY)
-            else _scrub(v)
-            for k, v in data.items()
-        }
+        return {k: _mask(v) if _secret_key(k) else _scrub(v) for k, v in data.items()}
     if isinstance(data, (list, tuple)):
         return [_scrub(v) for v in data]
     return data
 
 
 HIDDEN = "***"
+
+
+def _secret_key(key: object) -> bool:
+    return isinstance(key, str) and any(s in key.lower() for s in _SECRET_KEY)
+
+
+def _mask(value: object) -> object:
+    # An object-valued secret (an env) keeps its keys, which help to debug; never values.
+    if isinstance(value, Mapping):
+        return dict.fromkeys(value, HIDDEN)
+    return HIDDEN
 
 
 def hide_secrets(data: object, secret: Iterable[str]) -> object:

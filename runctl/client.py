@@ -400,13 +400,9 @@ class AsyncClient:
         if spec.gpu is not None and spec.offer is None:
             _check_gpu(spec.gpu, name)
         from .lifecycle import Budget, launch_safely
+        from .provider import refuse_unsupported_nodes
 
-        if spec.nodes > 1 and not provider.capabilities.multi_node:
-            raise UnsupportedOperationError(
-                provider.name,
-                "multi-node launches",
-                f"nodes={spec.nodes} was asked; use a provider with the multi_node capability",
-            )
+        refuse_unsupported_nodes(provider, spec)  # before anything is recorded or sent
 
         # Budget check, ledger intent/confirm, idempotency by launch id, the default TTL
         # (recorded as such), and a shielded cleanup of whatever was created if the

@@ -65,7 +65,14 @@ from .cost import BillingRule
 from .errors import ValidationError
 from .gpus import GpuSpellings, gpu_for_instance_type, gpu_matches, gpu_query_model, normalize_gpu
 from .models import TAG_LAUNCH_ID, TAG_MANAGED_BY, TAG_NAME, TAG_TTL, ResourceState
-from .provider import API_VERSION, Availability, ProviderBase, RestProviderBase, is_lost_answer
+from .provider import (
+    API_VERSION,
+    Availability,
+    ProviderBase,
+    RestProviderBase,
+    is_lost_answer,
+    refuse_unsupported_nodes,
+)
 
 __all__ = [
     "API_VERSION",
@@ -102,6 +109,7 @@ __all__ = [
     "parse_decimal",
     "parse_marker",
     "parse_timestamp",
+    "refuse_unsupported_nodes",
     "shell_argv",
     "shell_command",
     "utcnow",

@@ -231,6 +231,20 @@ class ProviderFactory(Protocol):
 _GONE = frozenset({ResourceState.TERMINATED, ResourceState.TERMINATING})
 
 
+def refuse_unsupported_nodes(provider: object, spec: LaunchSpec) -> None:
+    """Raise unless ``provider`` (a :class:`Provider`) can launch ``spec.nodes`` nodes.
+
+    Raises:
+        UnsupportedOperationError: ``nodes > 1`` on a provider without ``multi_node``.
+    """
+    if spec.nodes > 1 and not getattr(provider, "capabilities").multi_node:  # noqa: B009
+        raise UnsupportedOperationError(
+            getattr(provider, "name", type(provider).__name__),
+            "multi-node launches",
+            f"nodes={spec.nodes} was asked; use a provider with the multi_node capability",
+        )
+
+
 def is_lost_answer(error: BaseException) -> bool:
     """Whether a request that failed so may have been carried out anyway.
 
@@ -296,6 +310,7 @@ class ProviderBase:
                 launching again with the same launch id is safe
                 (``ProviderConnectionError.maybe_applied`` is set).
         """
+        refuse_unsupported_nodes(self, spec)
         self.check_launch(spec)
         existing = await self.find_by_launch_id(spec.launch_id)
         if existing is not None:

@@ -393,8 +393,10 @@ class _Kit:
                     f"{where}: per_hour {offer.price.per_hour} but the machine lists at "
                     f"{listed} an hour ({offer.gpu_count} GPUs; per-GPU price put in per_hour?)"
                 )
-        snapshot = sum(o.price.source == "snapshot" for o in found)
-        if self.caps.live_offers and found and snapshot == len(found):
+        # Live offers: a live price, or live availability (a cluster's free GPUs priced
+        # at a published rate is live too); an offer with neither is the snapshot's.
+        offline = sum(o.price.source == "snapshot" and o.available is None for o in found)
+        if self.caps.live_offers and found and offline == len(found):
             problems.append("live_offers advertised but every offer comes from the snapshot")
         if not self.caps.live_offers and live:
             problems.append(f"{live} offers say source='live' but live_offers is not advertised")

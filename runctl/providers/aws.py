@@ -137,6 +137,7 @@ from ..kit import (
     gpu_matches,
     normalize_gpu,
     parse_marker,
+    refuse_unsupported_nodes,
     wrap_command,
 )
 from ..models import (
@@ -1545,6 +1546,7 @@ class AwsProvider(ProviderBase):
             ProviderConnectionError: the request may have reached EC2 but no instance with
                 this launch id can be found yet; launching again with the same spec is safe.
         """
+        refuse_unsupported_nodes(self, spec)
         region = spec.region or (spec.offer.region if spec.offer else None) or self._region()
         if not _REGION.fullmatch(region):
             raise ValidationError("region", f"{region!r} is not an AWS region",

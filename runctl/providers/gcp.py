@@ -184,6 +184,7 @@ from ..kit import (
     gpu_matches,
     normalize_gpu,
     parse_marker,
+    refuse_unsupported_nodes,
     wrap_command,
 )
 from ..models import (
@@ -1628,6 +1629,7 @@ class GcpProvider(ProviderBase):
             ProviderConnectionError: the insert got no answer and no VM can be found;
                 launching again with the same launch id is safe.
         """
+        refuse_unsupported_nodes(self, spec)
         import anyio
 
         self._check_spec(spec)

@@ -160,6 +160,7 @@ from ..kit import (
     gpu_for_instance_type,
     gpu_matches,
     normalize_gpu,
+    refuse_unsupported_nodes,
 )
 from ..models import (
     TAG_LAUNCH_ID,
@@ -1454,6 +1455,7 @@ class KubernetesProvider(ProviderBase):
             UnsupportedOperationError: ``spot`` or ``ssh_public_key`` was asked.
             CapacityError: no node of the cluster carries the GPU asked for.
         """
+        refuse_unsupported_nodes(self, spec)
         batch, core, namespace = await self._apis()
         namespace = spec.options.get("namespace") or namespace
         if not _DNS_LABEL.fullmatch(namespace):

@@ -111,7 +111,7 @@ from ..errors import (
     UnsupportedOperationError,
     ValidationError,
 )
-from ..kit import Availability, ProviderBase, StateTable, utcnow
+from ..kit import Availability, ProviderBase, StateTable, refuse_unsupported_nodes, utcnow
 from ..models import Capabilities, Gpu, LaunchSpec, Offer, OfferQuery, Resource, ResourceState
 
 __all__ = ["LocalProvider"]
@@ -418,6 +418,7 @@ class LocalProvider(ProviderBase):
         }
 
     async def launch(self, spec: LaunchSpec) -> Resource:
+        refuse_unsupported_nodes(self, spec)
         if spec.spot:
             raise UnsupportedOperationError(NAME, "spot", "the local machine is not interruptible")
         if spec.image:

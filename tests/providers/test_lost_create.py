@@ -11,7 +11,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import anyio
 import httpx
 import pytest
 
@@ -21,28 +20,15 @@ from runctl.errors import RunctlError
 from runctl.http import RetryPolicy
 from runctl.ledger import Ledger
 from runctl.models import LaunchSpec
+from runctl.testing import FakeClock
 
 pytestmark = pytest.mark.anyio
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def monotonic(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.now += seconds
-        await anyio.lowlevel.checkpoint()
-
-
 @pytest.fixture(autouse=True)
-def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
-    fake = Clock()
-    monkeypatch.setattr(lifecycle, "_monotonic", fake.monotonic)
-    monkeypatch.setattr(lifecycle, "_sleep", fake.sleep)
-    return fake
+def _virtual_time(fake_clock: FakeClock) -> FakeClock:
+    """The settle period passes on the fake clock, at once."""
+    return fake_clock
 
 
 class Cloud:

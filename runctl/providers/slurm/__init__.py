@@ -99,6 +99,7 @@ from ...kit import (
     is_marker,
     normalize_gpu,
     parse_marker,
+    refuse_unsupported_nodes,
 )
 from ...models import (
     TAG_LAUNCH_ID,
@@ -705,6 +706,7 @@ class SlurmProvider(ProviderBase):
             ProviderConnectionError: the submission may have happened but no job with
                 this launch id is listed yet; launching again with the same spec is safe.
         """
+        refuse_unsupported_nodes(self, spec)
         if spec.spot:
             raise UnsupportedOperationError(
                 NAME, "spot", "Slurm jobs are not interruptible capacity"

@@ -16,7 +16,7 @@ import attrs
 import httpx
 from runctl_nimbus import NimbusProvider
 
-from runctl import Capabilities, LaunchSpec, Offer, Resource, ResourceState
+from runctl import Capabilities, LaunchSpec, Offer, Resource, ResourceState, clock
 
 
 class IgnoresExitCode(NimbusProvider):
@@ -196,6 +196,14 @@ VARIANTS: dict[str, tuple[type[NimbusProvider], str]] = {
     "launch id not read back": (LaunchIdNotReadBack, "launch id"),
     "terminate does nothing": (TerminateDoesNothing, "terminate"),
 }
+
+
+class Hangs(NimbusProvider):
+    """Not one of the twenty: its ``stop`` never answers (the kit reports it as hung)."""
+
+    async def stop(self, resource_id: str) -> Resource:
+        await clock.sleep(10**6)  # the API never answers (virtual time: no real wait)
+        raise AssertionError("unreachable")
 
 
 def all_variants() -> dict[str, tuple[type[NimbusProvider], str]]:

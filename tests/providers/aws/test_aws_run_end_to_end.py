@@ -73,4 +73,5 @@ def test_client_lifecycle_on_aws(moto, tmp_path):
         final = rc.get(res.id, provider="aws")
         assert final.state is ResourceState.TERMINATED
         assert rc.cost(final) is not None
-    assert power == [["poweroff"]]
+    # The default TTL (24 h) is applied to every launch: the machine's own shutdown timer.
+    assert power == [["shutdown -P +1440", "poweroff"]]

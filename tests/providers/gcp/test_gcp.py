@@ -433,7 +433,7 @@ async def test_serial_output_is_read_page_by_page_lines_split_across_pages_kept_
         running.serial_page = 37  # pages end mid-line
         provider = make_provider(tmp_path, running.url)
         script = "for i in 1 2 3 4 5 6; do echo \"step $i of a long training run\"; done; exit 2"
-        r = await provider.launch(LaunchSpec(command=[script], gpu="L4", launch_id="pages"))
+        r = await provider.launch(LaunchSpec(command=script, gpu="L4", launch_id="pages"))
         assert [line async for line in provider.logs(r.id)] == [
             f"step {i} of a long training run" for i in range(1, 7)
         ]

@@ -23,8 +23,9 @@ async def test_kubernetes_conforms(provider: KubernetesProvider, cluster: FakeCl
                       launch_id="conform01")
     report = await check_provider(provider, spec=spec, settle_timeout=5, poll=0.01)
     assert report.ok, str(report)
-    assert len(report.results) == 8
-    assert len(cluster.posted("jobs")) == 1  # launched twice, created once
+    # The kit launches a few resources; each launch id was created once (a retry found it).
+    names = [job["metadata"]["name"] for job in cluster.posted("jobs")]
+    assert names and len(names) == len(set(names))
     assert cluster.jobs() == {}  # and gone
 
 
@@ -35,5 +36,6 @@ async def test_coreweave_conforms(coreweave: CoreWeaveProvider, cluster: FakeClu
                       nodes=2, launch_id="conform02")
     report = await check_provider(coreweave, spec=spec, settle_timeout=5, poll=0.01)
     assert report.ok, str(report)
-    assert len(cluster.posted("jobs")) == 1
+    names = [job["metadata"]["name"] for job in cluster.posted("jobs")]
+    assert names and len(names) == len(set(names))
     assert cluster.jobs() == {} and cluster.services() == {}

@@ -20,9 +20,8 @@ class LambdaDriver(HttpFaults):
     """Moves instances of the fake Lambda."""
 
     documented_states = documented_enum(SPEC, "InstanceStatus")
-    #: Failed health checks: it may recover or need a restart, and runctl has no state for
-    #: "running but unhealthy", so the provider maps it to UNKNOWN on purpose.
-    indeterminate_states = ("unhealthy",)
+    # "unhealthy" (failed health checks) is RUNNING with a detail: the machine is up and
+    # billed, so no state that ends the record; the kit checks it like any other.
 
     def __init__(self, fake: FakeLambda) -> None:
         self.fake = fake

@@ -26,8 +26,8 @@ class VastDriver(HttpFaults):
         "created", "loading", "running", "stopped", "frozen", "exited", "rebooting",
         "unknown", "offline",
     )
-    #: "no recent heartbeat from the host" and "host disconnected": Vast itself does not know.
-    indeterminate_states = ("unknown", "offline")
+    # "unknown" and "offline" (no heartbeat from the host) are RUNNING with a detail: the
+    # instance may still run and bill, so no state that ends the record.
 
     def __init__(self, fake: FakeVast) -> None:
         self.fake = fake

@@ -196,6 +196,8 @@ class NimbusProvider:
         """Create a job; Nimbus returns the existing one for a known ``client_token``."""
         if spec.spot:
             raise UnsupportedOperationError(NAME, "spot", "Nimbus has no interruptible machines")
+        if spec.nodes > 1:
+            raise UnsupportedOperationError(NAME, "multi-node launches", "one machine per job")
         machine = spec.instance_type or (spec.offer.instance_type if spec.offer else None)
         if machine is None:
             raise ValidationError(
