@@ -341,6 +341,7 @@ def _spec_from(args: argparse.Namespace) -> Any:
         image=args.image,
         gpu=args.gpu,
         gpu_count=args.gpus,
+        nodes=args.nodes,
         region=args.region,
         spot=args.spot,
         disk_gb=args.disk,
@@ -633,7 +634,8 @@ def _sort(text: str) -> str:
 #: The flag a user wrote for each field a ValidationError may name.
 _FLAGS = {
     "provider": "--provider", "providers": "--provider", "name": "--name", "env": "--env",
-    "image": "--image", "gpu": "--gpu", "gpu_count": "--gpus", "region": "--region",
+    "image": "--image", "gpu": "--gpu", "gpu_count": "--gpus", "nodes": "--nodes",
+    "region": "--region",
     "regions": "--region", "disk_gb": "--disk", "workdir": "--workdir", "tags": "--tag",
     "ttl": "--ttl", "launch_id": "--launch-id", "count": "--count",
     "min_gpu_memory_gb": "--min-gpu-memory", "min_vcpus": "--min-vcpus",
@@ -662,7 +664,10 @@ def _add_launch_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--image", help="container image (container providers)")
     p.add_argument("--gpu", help="GPU model, e.g. H100")
     p.add_argument("--gpus", type=_number(0, strict=False, integer=True), default=0,
-                   help="number of GPUs")
+                   help="number of GPUs (on each node)")
+    p.add_argument("--nodes", type=_COUNT, default=1,
+                   help="machines to run the command on (multi-node providers: slurm, "
+                   "kubernetes ...); each gets the rendezvous environment")
     p.add_argument("--region")
     p.add_argument("--spot", action="store_true", help="interruptible capacity")
     p.add_argument("--disk", type=_COUNT, metavar="GB")

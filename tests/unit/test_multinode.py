@@ -100,3 +100,16 @@ def test_a_provider_without_multi_node_refuses_nodes_above_one() -> None:
     assert "nodes=2" in str(info.value)
     with runctl.Client() as rc:
         assert rc.list(providers=["local"]) == []
+
+
+def test_the_cli_takes_nodes_and_refuses_them_where_the_provider_cannot(capsys):
+    from runctl.cli import main
+
+    assert main(["launch", "--provider", "local", "--nodes", "2", "--", "true"]) == 1
+    err = capsys.readouterr().err
+    assert "multi_node" in err and "nodes=2" in err
+    try:
+        main(["launch", "--nodes", "0", "--", "true"])
+    except SystemExit as e:
+        assert e.code == 2
+    assert "--nodes" in capsys.readouterr().err
