@@ -67,9 +67,9 @@ if TYPE_CHECKING:
 
     from .catalog import Snapshot
     from .ledger import Ledger
-    from .lifecycle import CleanupReport, ReconcileReport
     from .offers import OfferList
     from .provider import Provider
+    from .reconcile import CleanupReport, ReconcileReport
 
 __all__ = ["AsyncClient", "Client", "Launch", "ResourceRef"]
 
@@ -399,7 +399,8 @@ class AsyncClient:
         provider = self.provider(name)
         if spec.gpu is not None and spec.offer is None:
             _check_gpu(spec.gpu, name)
-        from .lifecycle import Budget, launch_safely
+        from .budget import Budget
+        from .lifecycle import launch_safely
         from .provider import refuse_unsupported_nodes
 
         refuse_unsupported_nodes(provider, spec)  # before anything is recorded or sent
@@ -825,12 +826,12 @@ class AsyncClient:
 
         Adopts launches that were created but never confirmed, closes those whose
         resources are gone, records runctl-managed resources the ledger did not know.
-        See :func:`runctl.lifecycle.reconcile`.
+        See :func:`runctl.reconcile.reconcile`.
 
         Args:
             providers: only these providers (default: every usable one).
         """
-        from .lifecycle import reconcile
+        from .reconcile import reconcile
 
         built, errors = self._providers_by_name(providers)
         report = await reconcile(self.ledger, built, default_ttl=self._default_ttl())
@@ -846,7 +847,7 @@ class AsyncClient:
                 terminates each and waits until its provider confirms.
             providers: only these providers (default: every usable one).
         """
-        from .lifecycle import cleanup
+        from .reconcile import cleanup
 
         built, errors = self._providers_by_name(providers)
         report = await cleanup(self.ledger, built, dry_run=dry_run)

@@ -11,7 +11,7 @@ Every launch goes through three steps, each a committed transaction:
    and the final cost.
 
 A process that dies between any two steps leaves a record that
-:func:`runctl.lifecycle.reconcile` can finish: a ``pending`` record is matched
+:func:`runctl.reconcile.reconcile` can finish: a ``pending`` record is matched
 to the provider's resources by launch id (adopted) or closed when nothing
 carries that id; an ``open`` one is closed once its resource is gone.
 
@@ -27,7 +27,7 @@ The ledger is not a single point of failure. Reading never waits behind a
 writer (WAL readers, and a ledger already created takes no write lock to be
 read); a row that cannot be read is reported (a warning) and skipped; a
 read-only home or a full disk is an error for writes only; a corrupt file is
-moved aside by :meth:`Ledger.rebuild`, which :func:`runctl.lifecycle.reconcile`
+moved aside by :meth:`Ledger.rebuild`, which :func:`runctl.reconcile.reconcile`
 calls before rebuilding the records from what the providers report. Every
 failure is a :class:`~runctl.errors.LedgerError` saying which of these it is.
 """
@@ -406,7 +406,7 @@ class Ledger:
     def rebuild(self) -> Path | None:
         """Move a corrupt ledger file aside and start an empty one.
 
-        :func:`runctl.lifecycle.reconcile` calls this when the ledger is corrupt, then
+        :func:`runctl.reconcile.reconcile` calls this when the ledger is corrupt, then
         records what the providers report.
 
         Returns:
@@ -566,7 +566,7 @@ class Ledger:
 
         The launch id comes from the resource's tags (a fresh one when it has none).
         The TTL is the resource's ``runctl-ttl`` tag, else ``default_ttl``, so that
-        :func:`~runctl.lifecycle.cleanup` ends an adopted resource too once it is past it.
+        :func:`~runctl.reconcile.cleanup` ends an adopted resource too once it is past it.
         An existing record for the same resource is returned unchanged.
         """
         launch_id = resource.launch_id or resource.tags.get(TAG_LAUNCH_ID)

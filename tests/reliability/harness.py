@@ -16,8 +16,9 @@ import attrs
 import httpx
 
 from runctl.errors import RunctlError
-from runctl.lifecycle import cleanup, launch_safely, reconcile, terminate_verified
+from runctl.lifecycle import launch_safely, terminate_verified
 from runctl.models import LaunchSpec
+from runctl.reconcile import cleanup, reconcile
 
 from .conftest import SETTLE, USER_SECRET
 from .fake_runpod import GPU_ID, FakeRunPod

@@ -18,12 +18,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from runctl.budget import Budget, check_budget
 from runctl.config import ProviderConfig
 from runctl.cost import Money, Price
 from runctl.errors import RunctlError
 from runctl.http import RetryPolicy
 from runctl.ledger import Ledger
-from runctl.lifecycle import Budget, check_budget, launch_safely, terminate_verified
+from runctl.lifecycle import launch_safely, terminate_verified
 from runctl.models import LaunchSpec
 
 from .conftest import API_KEY

@@ -38,9 +38,10 @@ import pytest
 from runctl.config import ProviderConfig
 from runctl.errors import LedgerError, RunctlError
 from runctl.ledger import Ledger
-from runctl.lifecycle import cleanup, launch_safely, reconcile
+from runctl.lifecycle import launch_safely
 from runctl.models import LaunchSpec, ResourceState
 from runctl.providers.local import LocalProvider, _session_members
+from runctl.reconcile import cleanup, reconcile
 
 pytestmark = pytest.mark.slow
 

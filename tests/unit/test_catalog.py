@@ -15,7 +15,7 @@ from typing import Any
 import attrs
 import pytest
 
-from runctl import catalog
+from runctl import catalog, catalog_build
 from runctl.config import load_settings
 from runctl.cost import Money, Price
 from runctl.errors import ProviderConnectionError
@@ -48,7 +48,7 @@ def write_source(tmp: Path) -> Path:
 
 
 def test_build_keeps_provenance_dedupes_and_skips(tmp_path: Path) -> None:
-    out = catalog.build(write_source(tmp_path), tmp_path / "snap.json.gz",
+    out = catalog_build.build(write_source(tmp_path), tmp_path / "snap.json.gz",
                         observed_at=datetime(2026, 1, 2, tzinfo=timezone.utc))
     snap = catalog._parse(out.read_bytes(), str(out))
     aws = snap.provenance["aws"]
@@ -75,7 +75,7 @@ def test_build_keeps_provenance_dedupes_and_skips(tmp_path: Path) -> None:
 def test_decoded_offers_equal_offers_built_through_the_validating_constructors(
     tmp_path: Path,
 ) -> None:
-    out = catalog.build(write_source(tmp_path), tmp_path / "snap.json.gz")
+    out = catalog_build.build(write_source(tmp_path), tmp_path / "snap.json.gz")
     snap = catalog._parse(out.read_bytes(), str(out))
     for offer in snap.offers:
         p = offer.price
@@ -192,9 +192,9 @@ async def test_refresh_uses_live_offers_and_falls_back_per_provider(runctl_home:
 
 
 def test_cli_build_prints_a_summary(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert catalog._main(["build", str(write_source(tmp_path)), str(tmp_path / "o.json.gz")]) == 0
+    assert catalog_build._main(["build", str(write_source(tmp_path)), str(tmp_path / "o.json.gz")]) == 0
     assert "offers" in capsys.readouterr().out
-    assert catalog._main([]) == 2
+    assert catalog_build._main([]) == 2
 
 
 def test_rebuild_from_the_shared_source_is_identical_when_present() -> None:
@@ -206,7 +206,7 @@ def test_rebuild_from_the_shared_source_is_identical_when_present() -> None:
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
-        out = catalog.build(src, Path(tmp) / "s.json.gz", observed_at=observed)
+        out = catalog_build.build(src, Path(tmp) / "s.json.gz", observed_at=observed)
         rebuilt = json.loads(gzip.decompress(out.read_bytes()))
     assert rebuilt["strings"] == packaged["strings"]
     assert file_rows(rebuilt) == file_rows(packaged)
@@ -214,7 +214,7 @@ def test_rebuild_from_the_shared_source_is_identical_when_present() -> None:
 
 
 def test_a_format_1_file_from_an_earlier_runctl_still_loads(tmp_path: Path) -> None:
-    out = catalog.build(write_source(tmp_path), tmp_path / "snap.json.gz")
+    out = catalog_build.build(write_source(tmp_path), tmp_path / "snap.json.gz")
     data = json.loads(gzip.decompress(out.read_bytes()))
     columns = ("kind_columns", "kinds", "offer_columns", "offers")
     # Format 1 kept one array per offer: the fields in catalog.COLUMNS order.

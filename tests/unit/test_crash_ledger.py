@@ -19,13 +19,15 @@ import pytest
 
 import runctl
 from runctl import LaunchSpec, ResourceState
+from runctl.budget import Budget
 from runctl.config import ProviderConfig
 from runctl.cost import Money, Price
 from runctl.errors import BudgetExceededError, LedgerError
 from runctl.ledger import SCHEMA_VERSION, Ledger
-from runctl.lifecycle import DEFAULT_TTL, Budget, cleanup, launch_safely, reconcile
+from runctl.lifecycle import DEFAULT_TTL, launch_safely
 from runctl.models import MAX_TTL
 from runctl.providers.local import LocalProvider
+from runctl.reconcile import cleanup, reconcile
 
 PY = sys.executable
 ROOT = Path(__file__).resolve().parents[2]
@@ -96,7 +98,8 @@ _BUDGET_WORKER = textwrap.dedent("""
     from runctl.cost import Money, Price
     from runctl.errors import BudgetExceededError
     from runctl.ledger import Ledger
-    from runctl.lifecycle import Budget, launch_safely
+    from runctl.budget import Budget
+    from runctl.lifecycle import launch_safely
     from runctl.models import LaunchSpec, Resource, ResourceState
     from runctl.provider import ProviderBase
     from runctl.models import Capabilities

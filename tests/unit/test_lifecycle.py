@@ -11,6 +11,7 @@ import anyio
 import pytest
 
 from runctl import clock
+from runctl.budget import Budget, check_budget
 from runctl.cost import Money, Price
 from runctl.errors import (
     BudgetExceededError,
@@ -23,17 +24,10 @@ from runctl.errors import (
     ValidationError,
 )
 from runctl.ledger import Ledger
-from runctl.lifecycle import (
-    Budget,
-    apply_default_ttl,
-    check_budget,
-    cleanup,
-    launch_safely,
-    reconcile,
-    terminate_verified,
-)
+from runctl.lifecycle import apply_default_ttl, launch_safely, terminate_verified
 from runctl.models import Capabilities, LaunchSpec, Offer, Resource, ResourceState
 from runctl.provider import ProviderBase
+from runctl.reconcile import cleanup, reconcile
 
 # Every wait here (the fake cloud's, the settle looks, the deadlines) is on the fake clock:
 # the outcome of a cancellation depends on virtual time, never on how busy the machine is.

@@ -14,9 +14,10 @@ import runctl
 from runctl.cost import Money, Price
 from runctl.errors import AuthenticationError
 from runctl.ledger import Ledger
-from runctl.lifecycle import cleanup, launch_safely, reconcile
+from runctl.lifecycle import launch_safely
 from runctl.models import Capabilities, LaunchSpec, Offer, Resource, ResourceState
 from runctl.provider import ProviderBase
+from runctl.reconcile import cleanup, reconcile
 
 QUICK = LaunchSpec(command=[sys.executable, "-c", "print('done')"], provider="local", name="quick")
 
