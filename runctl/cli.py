@@ -666,8 +666,8 @@ def _add_launch_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gpus", type=_number(0, strict=False, integer=True), default=0,
                    help="number of GPUs (on each node)")
     p.add_argument("--nodes", type=_COUNT, default=1,
-                   help="machines to run the command on (multi-node providers: slurm, "
-                   "kubernetes ...); each gets the rendezvous environment")
+                   help="machines to run the command on (providers with multi_node); "
+                   "each gets the rendezvous environment")
     p.add_argument("--region")
     p.add_argument("--spot", action="store_true", help="interruptible capacity")
     p.add_argument("--disk", type=_COUNT, metavar="GB")

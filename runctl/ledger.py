@@ -351,7 +351,7 @@ class Ledger:
             raise self._error(e, write=True, doing="open") from e
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(self._timeout * 1000)}")
-            conn.execute("PRAGMA journal_mode = WAL")
+            self._use_wal(conn)
             conn.execute("BEGIN IMMEDIATE")
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             fresh = conn.execute(
@@ -374,6 +374,28 @@ class Ledger:
         finally:
             conn.close()
         self._ready = True
+
+    def _use_wal(self, conn: sqlite3.Connection) -> None:
+        """Switch the file to WAL, waiting out other processes doing the same.
+
+        Changing the journal mode takes an exclusive lock, and SQLite answers "locked"
+        at once, without its busy handler, while another process holds the file (eight
+        processes opening a new ledger together): retried until ``timeout``.
+        """
+        import time
+
+        deadline = time.monotonic() + self._timeout
+        delay = 0.005
+        while True:
+            try:
+                conn.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as e:
+                busy = "locked" in str(e) or "busy" in str(e)
+                if not busy or time.monotonic() >= deadline:
+                    raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.1)
 
     def _make_file(self) -> None:
         from .config import private_dir
