@@ -78,7 +78,11 @@ class LocalDriver:
 
     async def finish(self, resource_id: str, exit_code: int) -> None:
         pid = self._json(resource_id, "process.json")["pid"]
-        (self.exits / str(pid)).write_text(str(exit_code))
+        # Written aside, then renamed: the workload must never read a half-written file
+        # (an empty one is int('') -> exit 1, seen once under load).
+        part = self.exits / f".{pid}.part"
+        part.write_text(str(exit_code))
+        part.replace(self.exits / str(pid))
 
     async def write_log(self, resource_id: str, lines: list[str]) -> None:
         with (self.root / resource_id / "output.log").open("a") as log:
